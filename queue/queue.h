@@ -1,0 +1,187 @@
+/*
+ * queue - waxseal's spool: durable, append-only storage of accepted mail
+ * and the in-memory index of live messages.
+ *
+ * On disk the spool is a directory of segment files, seg-NNNNNNNN.log,
+ * each a sequence of records:
+ *
+ *	magic "WXR1" | type u8 | reserved u8[3] | payload length u32 |
+ *	crc32c u32 of (type, reserved, length, payload) | payload
+ *
+ * (integers little-endian). A MSG record holds a whole message with its
+ * envelope; a DONE record says a message is no longer live. Records are
+ * only appended; a segment is closed when it reaches queue_segment_size.
+ *
+ * Group commit: queue_spool_append() copies the record into the pending
+ * batch and returns at once. queue_spool_flush(), which the daemon calls
+ * once per loop iteration, writes the whole batch with one write and one
+ * fdatasync through the caller's struct queue_io, and when the disk has
+ * confirmed it calls every batched record's callback. At most one batch is
+ * in flight; records appended meanwhile wait for the next.
+ *
+ * Recovery: queue_spool_open() scans every segment, stops each at the
+ * first record whose magic, length or checksum is wrong, cuts a torn tail
+ * off the newest segment (ftruncate), and rebuilds the index. A message is
+ * live if its MSG record is intact and no DONE record follows it.
+ *
+ * Errors are negative errno. A failed write or fdatasync fails the whole
+ * batch (every callback gets the error), the segment is cut back to its
+ * last durable length, and later appends are tried again: nothing that was
+ * confirmed before is touched.
+ *
+ * Threads: a spool belongs to one thread (the loop thread); the struct
+ * queue_io callbacks must be called on that thread.
+ */
+#ifndef WAXSEAL_QUEUE_H
+#define WAXSEAL_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+/* Queue IDs are 16 upper-case hex digits (time-ordered, unique). */
+#define QUEUE_ID_LEN 16
+
+/* MSG record flags, from the ESMTP parameters of the transaction. */
+#define QUEUE_F_8BITMIME 0x1u
+#define QUEUE_F_SMTPUTF8 0x2u
+
+typedef void (*queue_io_cb)(void *arg, int res);
+
+/*
+ * struct queue_io - asynchronous file I/O supplied by the caller (the
+ * daemon's io_uring or libuv backend, or a synchronous one in tests).
+ * pwrite: write len bytes of buf at off; cb gets bytes written or -errno
+ * (a short write is completed by the spool). fdatasync: cb gets 0 or
+ * -errno. Both return 0 when submitted or -errno; buf stays valid and
+ * unmodified until cb runs. cb must not run before the call returns.
+ */
+struct queue_io {
+	void *ctx;
+	int (*pwrite)(void *ctx, int fd, const void *buf, size_t len,
+		      uint64_t off, queue_io_cb cb, void *arg);
+	int (*fdatasync)(void *ctx, int fd, queue_io_cb cb, void *arg);
+};
+
+/* What a new message brings; all pointers are borrowed for the call. */
+struct queue_msg_in {
+	const char *sender;             /* "" for the null sender */
+	const char *const *rcpts;
+	size_t nrcpt;
+	const struct iovec *data;       /* the message, CRLF lines, unstuffed */
+	int ndata;
+	int64_t arrival_ms;             /* Unix time in milliseconds */
+	uint32_t flags;                 /* QUEUE_F_* */
+};
+
+/* A live message in the index; owned by the spool. */
+struct queue_msg {
+	char id[QUEUE_ID_LEN + 1];
+	char *sender;
+	char **rcpts;
+	size_t nrcpt;
+	uint64_t size;                  /* bytes of message data */
+	int64_t arrival_ms;
+	uint32_t flags;
+	uint32_t segment;               /* where the MSG record is */
+	uint64_t offset;                /* of the record header */
+	bool durable;                   /* false until its batch is synced */
+};
+
+struct queue_limits {
+	uint64_t segment_size;          /* close a segment past this size */
+	uint64_t max_size;              /* 0: no limit on live bytes */
+	uint64_t minfree;               /* refuse when the disk has less */
+};
+
+struct queue_spool;
+
+/* Called when the record is durable (res 0) or failed (-errno). */
+typedef void (*queue_append_cb)(void *arg, int res, const char *id);
+
+/*
+ * queue_spool_open - create dir if needed, recover it, and return a spool
+ * in *out. io may be NULL for a read-only spool (listing, inspection):
+ * appends then fail with -EROFS and nothing on disk is changed, not even a
+ * torn tail. Returns 0 or -errno, with a message in err.
+ */
+int queue_spool_open(struct queue_spool **out, const char *dir,
+		     const struct queue_limits *lim, const struct queue_io *io,
+		     char *err, size_t errlen);
+
+/*
+ * queue_spool_close - release the spool. Pending records that were never
+ * flushed are dropped (their callbacks are not called); the daemon flushes
+ * and waits for queue_spool_idle() before it closes.
+ */
+void queue_spool_close(struct queue_spool *s);
+
+/*
+ * queue_spool_append - add a message. Its new queue ID is written to id
+ * at once (for logging); cb(arg, res, id) follows from a later flush.
+ * Returns 0, -ENOSPC when the spool is over its limits (answer 452), or
+ * -EROFS for a read-only spool.
+ */
+int queue_spool_append(struct queue_spool *s, const struct queue_msg_in *m,
+		       queue_append_cb cb, void *arg,
+		       char id[QUEUE_ID_LEN + 1]);
+
+/*
+ * queue_spool_done - append a DONE record for id (delivered, bounced or
+ * deleted) and drop it from the index. 0, -ENOENT or -EROFS.
+ */
+int queue_spool_done(struct queue_spool *s, const char *id);
+
+/* queue_spool_flush - start writing the pending batch if none is in flight. */
+void queue_spool_flush(struct queue_spool *s);
+
+/* queue_spool_idle - true when nothing is pending or in flight. */
+bool queue_spool_idle(const struct queue_spool *s);
+
+/*
+ * queue_spool_can_accept - 0 if a message of size bytes may be added now,
+ * -ENOSPC if it would pass max_size or minfree (answer 452 4.3.1), or -EIO
+ * while the disk keeps failing (answer 451 4.3.0).
+ */
+int queue_spool_can_accept(struct queue_spool *s, uint64_t size);
+
+/* queue_spool_count - number of live messages. */
+size_t queue_spool_count(const struct queue_spool *s);
+
+/*
+ * queue_spool_foreach - call fn for each live message, oldest first; fn
+ * must not add or remove messages. Stops early when fn returns non-zero
+ * and returns that value.
+ */
+int queue_spool_foreach(struct queue_spool *s,
+			int (*fn)(void *arg, const struct queue_msg *m),
+			void *arg);
+
+/* queue_spool_find - the live message id, or NULL. */
+const struct queue_msg *queue_spool_find(struct queue_spool *s,
+					 const char *id);
+
+/*
+ * queue_spool_read - read the message data of a durable live message into
+ * a new malloc'd buffer (*buf, *len; the caller frees). Synchronous: for
+ * the command line and tests. 0, -ENOENT, -EIO (checksum) or -errno.
+ */
+int queue_spool_read(struct queue_spool *s, const char *id, char **buf,
+		     size_t *len);
+
+struct queue_stats {
+	uint64_t messages;      /* MSG records confirmed durable */
+	uint64_t batches;       /* batches written */
+	uint64_t fsyncs;        /* fdatasync calls completed */
+	uint64_t bytes;         /* bytes written */
+	uint64_t failures;      /* batches that failed */
+};
+
+/* queue_spool_stats - counters since open. */
+void queue_spool_stats(const struct queue_spool *s, struct queue_stats *st);
+
+/* queue_crc32c - CRC-32C (Castagnoli) of buf, continuing from crc. */
+uint32_t queue_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#endif
