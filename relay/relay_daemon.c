@@ -1,0 +1,324 @@
+/*
+ * relay_daemon - see relay_daemon.h.
+ */
+#include <stddef.h>
+
+#include "relay/relay_daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <uv.h>
+
+#include "conf/conf.h"
+#include "queue/queue.h"
+#include "relay/relay_io.h"
+#include "relay/relay_log.h"
+#include "relay/relay_smtpd.h"
+#include "relay/relay_tls.h"
+#include "sign/sign.h"
+
+struct relay_daemon {
+	uv_loop_t loop;
+	const char *path;
+	char **overrides;
+	int noverride;
+
+	struct relay_io *io;
+	struct queue_spool *spool;
+	struct sign_pool *pool;
+	struct relay_smtpd *smtpd;
+
+	uv_poll_t pool_poll;
+	uv_signal_t sigterm, sigint, sighup;
+	bool stopping, sessions_done;
+};
+
+int relay_daemon_load(struct conf *c, const char *path, char **overrides,
+		      int noverride, char *err, size_t errlen)
+{
+	int i, r;
+
+	r = conf_load(c, path, err, errlen);
+	if (r < 0)
+		return r;
+	for (i = 0; i < noverride; i++) {
+		char name[128];
+		const char *eq = strchr(overrides[i], '=');
+		size_t n = eq ? (size_t)(eq - overrides[i]) : 0;
+
+		if (eq == NULL || n == 0 || n >= sizeof(name)) {
+			snprintf(err, errlen, "-o %s: not name=value",
+				 overrides[i]);
+			conf_free(c);
+			return -EINVAL;
+		}
+		memcpy(name, overrides[i], n);
+		name[n] = '\0';
+		while (n > 0 && name[n - 1] == ' ')
+			name[--n] = '\0';
+		eq++;
+		while (*eq == ' ')
+			eq++;
+		r = conf_set(c, name, eq, err, errlen);
+		if (r < 0) {
+			conf_free(c);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/*
+ * relay_daemon_gen - a new configuration generation: the file, the DKIM
+ * keys, the TLS context. NULL with the reason in err.
+ */
+static struct relay_gen *relay_daemon_gen(struct relay_daemon *d, char *err,
+					  size_t errlen, int *code)
+{
+	struct relay_gen *g = calloc(1, sizeof(*g));
+	struct conf *c;
+	int r;
+
+	*code = 1;
+	if (g == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	g->refs = 1;
+	c = &g->conf;
+	r = relay_daemon_load(c, d->path, d->overrides, d->noverride, err,
+			      errlen);
+	if (r < 0) {
+		*code = 2;
+		free(g);
+		return NULL;
+	}
+	if (c->smtpd_tls_security_level == CONF_TLS_VERIFY) {
+		snprintf(err, errlen, "%s: smtpd_tls_security_level: verify "
+			 "is for the SMTP client; use none, may or encrypt",
+			 c->path);
+		*code = 2;
+		goto fail;
+	}
+	r = sign_keys_load(&g->keys, c, err, errlen);
+	if (r < 0)
+		goto fail;
+	if (c->smtpd_tls_security_level != CONF_TLS_NONE) {
+		r = relay_tls_ctx_new(&g->tls, c, err, errlen);
+		if (r < 0)
+			goto fail;
+		if (g->tls == NULL &&
+		    c->smtpd_tls_security_level == CONF_TLS_ENCRYPT) {
+			snprintf(err, errlen, "%s: smtpd_tls_security_level "
+				 "= encrypt needs smtpd_tls_cert_file",
+				 c->path);
+			*code = 2;
+			goto fail;
+		}
+	}
+	return g;
+
+fail:
+	relay_gen_put(g);
+	return NULL;
+}
+
+/* relay_daemon_prepare - once per loop iteration: group commit, exit. */
+static void relay_daemon_prepare(void *arg)
+{
+	struct relay_daemon *d = arg;
+
+	queue_spool_flush(d->spool);
+	if (d->stopping && d->sessions_done && queue_spool_idle(d->spool))
+		uv_stop(&d->loop);
+}
+
+/* relay_daemon_sessions_done_cb - the last session has ended. */
+static void relay_daemon_sessions_done_cb(void *arg)
+{
+	struct relay_daemon *d = arg;
+
+	d->sessions_done = true;
+}
+
+/* relay_daemon_pool_cb - finished sign jobs wait on the eventfd. */
+static void relay_daemon_pool_cb(uv_poll_t *h, int status, int events)
+{
+	struct relay_daemon *d = h->data;
+
+	sign_pool_reap(d->pool);
+}
+
+/* relay_daemon_stop_cb - SIGTERM or SIGINT. */
+static void relay_daemon_stop_cb(uv_signal_t *h, int signum)
+{
+	struct relay_daemon *d = h->data;
+
+	if (d->stopping)
+		return;
+	relay_info(NULL, "stopping signal=%s",
+		   signum == SIGTERM ? "TERM" : "INT");
+	d->stopping = true;
+	relay_io_stop_listening(d->io);
+	relay_smtpd_shutdown(d->smtpd, relay_daemon_sessions_done_cb, d);
+}
+
+/* relay_daemon_reload_cb - SIGHUP: new configuration for new sessions. */
+static void relay_daemon_reload_cb(uv_signal_t *h, int signum)
+{
+	struct relay_daemon *d = h->data;
+	struct relay_gen *g;
+	char err[512] = "";
+	int code;
+
+	g = relay_daemon_gen(d, err, sizeof(err), &code);
+	if (g == NULL) {
+		relay_err(NULL, "reload-failed reason=\"%s\"", err);
+		return;
+	}
+
+	/* XXX: listen addresses, queue and pool sizes need a restart. */
+	relay_log_level = g->conf.log_level;
+	relay_smtpd_set_gen(d->smtpd, g);
+	relay_info(NULL, "reloaded config=%s", d->path);
+}
+
+/* relay_daemon_start - everything but the loop itself. */
+static int relay_daemon_start(struct relay_daemon *d, struct relay_gen *g)
+{
+	const struct conf *c = &g->conf;
+	struct queue_limits lim;
+	const char *why = NULL;
+	char err[512] = "";
+	size_t i;
+	int r;
+
+	r = relay_io_new(&d->io, &d->loop, c->io_backend, &why);
+	if (r < 0) {
+		relay_err(NULL, "io-failed backend=io_uring reason=\"%s: %s\"",
+			  why, strerror(-r));
+		return 1;
+	}
+	if (why)
+		relay_info(NULL, "io backend=%s fallback=\"%s\"",
+			   relay_io_name(d->io), why);
+	else
+		relay_info(NULL, "io backend=%s", relay_io_name(d->io));
+
+	if (mkdir(c->queue_directory, 0700) < 0 && errno != EEXIST) {
+		relay_err(NULL, "spool-failed dir=%s reason=\"%s\"",
+			  c->queue_directory, strerror(errno));
+		return 1;
+	}
+	lim.segment_size = (uint64_t)c->queue_segment_size;
+	lim.max_size = (uint64_t)c->queue_max_size;
+	lim.minfree = (uint64_t)c->queue_minfree;
+	r = queue_spool_open(&d->spool, c->queue_directory, &lim,
+			     relay_io_file(d->io), err, sizeof(err));
+	if (r < 0) {
+		relay_err(NULL, "spool-failed dir=%s reason=\"%s\"",
+			  c->queue_directory, err);
+		return 1;
+	}
+	relay_info(NULL, "spool dir=%s messages=%zu", c->queue_directory,
+		   queue_spool_count(d->spool));
+	relay_io_on_prepare(d->io, relay_daemon_prepare, d);
+
+	d->pool = sign_pool_new((int)c->sign_threads);
+	if (d->pool == NULL) {
+		relay_err(NULL, "sign-pool-failed reason=\"cannot start "
+			  "threads\"");
+		return 1;
+	}
+	uv_poll_init(&d->loop, &d->pool_poll, sign_pool_fd(d->pool));
+	d->pool_poll.data = d;
+	uv_poll_start(&d->pool_poll, UV_READABLE, relay_daemon_pool_cb);
+
+	d->smtpd = relay_smtpd_new(&d->loop, d->spool, d->pool, g);
+	if (d->smtpd == NULL)
+		return 1;
+	for (i = 0; i < c->smtpd_listen.n; i++) {
+		r = relay_io_listen(d->io, c->smtpd_listen.v[i],
+				    relay_smtpd_accept_cb, d->smtpd, &why);
+		if (r < 0) {
+			relay_err(NULL, "listen-failed addr=%s reason=\"%s: "
+				  "%s\"", c->smtpd_listen.v[i], why,
+				  strerror(-r));
+			return 1;
+		}
+		relay_info(NULL, "listening addr=%s", c->smtpd_listen.v[i]);
+	}
+
+	uv_signal_init(&d->loop, &d->sigterm);
+	uv_signal_init(&d->loop, &d->sigint);
+	uv_signal_init(&d->loop, &d->sighup);
+	d->sigterm.data = d->sigint.data = d->sighup.data = d;
+	uv_signal_start(&d->sigterm, relay_daemon_stop_cb, SIGTERM);
+	uv_signal_start(&d->sigint, relay_daemon_stop_cb, SIGINT);
+	uv_signal_start(&d->sighup, relay_daemon_reload_cb, SIGHUP);
+	return 0;
+}
+
+/* relay_daemon_close_walk_cb - close every handle still open at exit. */
+static void relay_daemon_close_walk_cb(uv_handle_t *h, void *arg)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+int relay_daemon_run(const char *path, char **overrides, int noverride)
+{
+	struct relay_daemon d;
+	struct relay_gen *g;
+	char err[512] = "";
+	struct queue_stats st;
+	int code;
+
+	memset(&d, 0, sizeof(d));
+	d.path = path;
+	d.overrides = overrides;
+	d.noverride = noverride;
+	signal(SIGPIPE, SIG_IGN);
+
+	g = relay_daemon_gen(&d, err, sizeof(err), &code);
+	if (g == NULL) {
+		fprintf(stderr, "waxseal: %s\n", err);
+		return code;
+	}
+	relay_log_level = g->conf.log_level;
+	uv_loop_init(&d.loop);
+
+	code = relay_daemon_start(&d, g);
+	if (code == 0) {
+		uv_run(&d.loop, UV_RUN_DEFAULT);
+		queue_spool_stats(d.spool, &st);
+		relay_info(NULL, "stopped messages=%llu fsyncs=%llu",
+			   (unsigned long long)st.messages,
+			   (unsigned long long)st.fsyncs);
+	} else if (d.smtpd == NULL) {
+		relay_gen_put(g);
+	}
+
+	/* Tear down in reverse order; the loop finishes the closes. */
+	if (d.pool) {
+		uv_poll_stop(&d.pool_poll);
+		sign_pool_reap(d.pool);
+		sign_pool_free(d.pool);
+	}
+	if (d.smtpd)
+		relay_smtpd_free(d.smtpd);
+	if (d.spool)
+		queue_spool_close(d.spool);
+	if (d.io) {
+		relay_io_stop_listening(d.io);
+		relay_io_free(d.io);
+	}
+	uv_walk(&d.loop, relay_daemon_close_walk_cb, NULL);
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+	uv_loop_close(&d.loop);
+	return code;
+}

@@ -1,0 +1,32 @@
+/*
+ * relay_log - the daemon's log: one line per event on standard error,
+ * `LEVEL queue-id event key=value ... reason=...` (the queue ID, or the
+ * session ID when there is no message yet, or "-"). Lines are written
+ * whole with one write(2), so threads never interleave within a line.
+ *
+ * Levels follow conf.h's enum conf_log_level; lines above the current
+ * level cost one comparison.
+ */
+#ifndef WAXSEAL_RELAY_LOG_H
+#define WAXSEAL_RELAY_LOG_H
+
+#include "conf/conf.h"
+
+extern int relay_log_level;
+
+/* relay_log_write - format and write one line; use the macros below. */
+void relay_log_write(int level, const char *id, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#define relay_log(level, id, ...)                                          \
+	do {                                                               \
+		if ((level) <= relay_log_level)                            \
+			relay_log_write((level), (id), __VA_ARGS__);      \
+	} while (0)
+
+#define relay_err(id, ...) relay_log(CONF_LOG_ERROR, id, __VA_ARGS__)
+#define relay_warn(id, ...) relay_log(CONF_LOG_WARNING, id, __VA_ARGS__)
+#define relay_info(id, ...) relay_log(CONF_LOG_INFO, id, __VA_ARGS__)
+#define relay_debug(id, ...) relay_log(CONF_LOG_DEBUG, id, __VA_ARGS__)
+
+#endif
