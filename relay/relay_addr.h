@@ -31,9 +31,9 @@
 
 /* ESMTP parameters waxseal understands. */
 struct relay_addr_params {
-	int64_t size;           /* SIZE=, -1 when absent */
-	int body;               /* 0 absent, 7 for 7BIT, 8 for 8BITMIME */
-	bool smtputf8;          /* SMTPUTF8 */
+	int64_t size;  /* SIZE=, -1 when absent */
+	int body;      /* 0 absent, 7 for 7BIT, 8 for 8BITMIME */
+	bool smtputf8; /* SMTPUTF8 */
 };
 
 /*
@@ -46,9 +46,8 @@ struct relay_addr_params {
  * Returns 0, or -EINVAL with a one-line reason in *why ("missing '<'",
  * "bad domain", ...), a static string.
  */
-int relay_addr_parse_path(const char *s, size_t len, bool allow_null,
-			  bool utf8, char *out, const char **rest,
-			  const char **why);
+int relay_addr_parse_path(const char *s, size_t len, bool allow_null, bool utf8,
+			  char *out, const char **rest, const char **why);
 
 /*
  * relay_addr_parse_params - parse the ESMTP parameters of MAIL (mail true)

@@ -36,17 +36,17 @@
 
 enum relay_data_err {
 	RELAY_DATA_OK = 0,
-	RELAY_DATA_E_SIZE,      /* 552 5.3.4 message too big */
-	RELAY_DATA_E_LINE,      /* 500 5.5.2 line too long */
-	RELAY_DATA_E_NUL,       /* 500 5.5.2 NUL byte */
-	RELAY_DATA_E_BARE_LF,   /* 550 5.5.2 bare <LF> or <CR> */
-	RELAY_DATA_E_NOMEM,     /* 451 4.3.0 out of memory */
+	RELAY_DATA_E_SIZE,    /* 552 5.3.4 message too big */
+	RELAY_DATA_E_LINE,    /* 500 5.5.2 line too long */
+	RELAY_DATA_E_NUL,     /* 500 5.5.2 NUL byte */
+	RELAY_DATA_E_BARE_LF, /* 550 5.5.2 bare <LF> or <CR> */
+	RELAY_DATA_E_NOMEM,   /* 451 4.3.0 out of memory */
 };
 
 /* relay_data_status - what a feed call found. */
 enum relay_data_status {
-	RELAY_DATA_MORE,        /* every byte consumed, message not ended */
-	RELAY_DATA_END,         /* end of message; *used tells where it was */
+	RELAY_DATA_MORE, /* every byte consumed, message not ended */
+	RELAY_DATA_END,	 /* end of message; *used tells where it was */
 };
 
 /*
@@ -54,13 +54,14 @@ enum relay_data_status {
  * reader owns it until relay_data_take() hands it over. hdr_end is the
  * offset just past the blank line that ends the header section, or 0
  * while it has not been seen (a message without a body has none: then
- * the whole message is headers).
+ * the whole message is headers). hdr_end is the offset of the first
+ * byte of the body: 2 for a message that starts with an empty line.
  */
 struct relay_data {
 	/* Settings, fixed for one message. */
 	uint64_t max_size;
 	bool reject_bare;
-	bool bdat;              /* counted chunks: no dots, no end marker */
+	bool bdat; /* counted chunks: no dots, no end marker */
 
 	/* Output. */
 	char *buf;
@@ -79,8 +80,8 @@ struct relay_data {
  * none). bdat selects the BDAT mode. The buffer of a previous message is
  * reused.
  */
-void relay_data_begin(struct relay_data *d, uint64_t max_size,
-		      bool reject_bare, bool bdat);
+void relay_data_begin(struct relay_data *d, uint64_t max_size, bool reject_bare,
+		      bool bdat);
 
 /*
  * relay_data_feed - consume in[0..len). In DATA mode, returns
@@ -90,6 +91,13 @@ void relay_data_begin(struct relay_data *d, uint64_t max_size,
  * *used = len. In BDAT mode every byte is content: the caller feeds
  * exactly the chunk's octets and calls relay_data_finish() after the LAST
  * chunk. d->err says whether the message has failed.
+ *
+ * Once the end has been read (or relay_data_finish() called), further
+ * calls consume nothing: RELAY_DATA_END with *used = 0. The line length
+ * counts stored octets (RFC 5321 section 4.5.3.1.6: a dot removed by
+ * unstuffing does not count); max_size counts stored octets, the CRLF
+ * before the end-of-data dot included. When several limits break, d->err
+ * holds the first, the same for any split of the input.
  */
 enum relay_data_status relay_data_feed(struct relay_data *d, const char *in,
 				       size_t len, size_t *used);
@@ -98,19 +106,26 @@ enum relay_data_status relay_data_feed(struct relay_data *d, const char *in,
  * relay_data_finish - end of a BDAT message (after BDAT ... LAST). A
  * message that does not end in CRLF gets one (RFC 3030 section 2 leaves
  * the final line end to the client; the spool stores complete lines).
+ * A <CR> that is the last byte is a bare <CR>; an empty message stays
+ * empty. Does nothing in DATA mode.
  */
 void relay_data_finish(struct relay_data *d);
 
 /*
  * relay_data_take - hand the stored message to the caller (*len bytes,
- * free() it) and leave the reader empty.
+ * free() it) and leave the reader empty. The pointer is never NULL for an
+ * empty message; NULL (with *len = 0) only when out of memory.
  */
 char *relay_data_take(struct relay_data *d, size_t *len);
 
 /* relay_data_free - release the buffer. */
 void relay_data_free(struct relay_data *d);
 
-/* relay_data_strerror - the SMTP reply for err, e.g. "552 5.3.4 ...". */
+/*
+ * relay_data_reply - the SMTP reply line for err, without CRLF, e.g.
+ * "552 5.3.4 Message size exceeds fixed limit"; NULL for RELAY_DATA_OK
+ * (the caller answers success itself, once the message is on disk).
+ */
 const char *relay_data_reply(enum relay_data_err err);
 
 #endif

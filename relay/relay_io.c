@@ -65,6 +65,8 @@ struct relay_sock {
 	bool dead;              /* peer gone or error: drop output */
 	bool sending;           /* a send (or uv_write) is in flight */
 	bool recv_armed;        /* io_uring recv in flight */
+	bool memory;            /* no descriptor: relay_sock_memory() */
+	bool gone;              /* memory socket closed, not yet freed */
 	int inflight;           /* io_uring ops in flight */
 
 	/* Output: out[cur] is being sent, out[!cur] collects new data. */
@@ -75,6 +77,15 @@ struct relay_sock {
 	struct relay_op recv_op, send_op;
 	uv_tcp_t tcp;           /* libuv backend */
 	uv_write_t wreq;
+
+	/* Memory sockets: output sink, input not yet delivered, and the
+	 * handle whose close callback frees the socket outside any of its
+	 * own callbacks. */
+	void (*sink)(void *, const char *, size_t);
+	void *sink_arg;
+	struct relay_buf pending;
+	uv_idle_t reaper;
+
 	char rbuf[RELAY_IO_RBUF];
 };
 
@@ -109,6 +120,7 @@ struct relay_io {
 };
 
 static void relay_sock_send_more(struct relay_sock *s);
+void relay_sock_inject(struct relay_sock *s, const char *buf, size_t len);
 static void relay_sock_maybe_finish(struct relay_sock *s);
 
 /* relay_io_sqe - a free SQE, submitting queued ones if the ring is full. */
@@ -161,6 +173,7 @@ static void relay_sock_destroy(struct relay_sock *s)
 
 	free(s->out[0].p);
 	free(s->out[1].p);
+	free(s->pending.p);
 	free(s);
 	if (cbs && cbs->closed)
 		cbs->closed(arg);
@@ -495,6 +508,21 @@ static void relay_uv_close_cb(uv_handle_t *h)
 	relay_sock_destroy(h->data);
 }
 
+/*
+ * relay_mem_closed_cb - a memory socket is closed: tell the owner, but
+ * leave the struct to relay_sock_memory_free(), so the test driving it
+ * can still look at it.
+ */
+static void relay_mem_closed_cb(uv_handle_t *h)
+{
+	struct relay_sock *s = h->data;
+
+	s->dead = true;
+	s->gone = true;
+	if (s->cbs && s->cbs->closed)
+		s->cbs->closed(s->arg);
+}
+
 /* relay_uv_connection_cb - accept one connection on a listener. */
 static void relay_uv_connection_cb(uv_stream_t *server, int status)
 {
@@ -608,6 +636,12 @@ static void relay_sock_maybe_finish(struct relay_sock *s)
 
 	if (!s->closing || s->sending)
 		return;
+	if (s->memory) {
+		if (!uv_is_closing((uv_handle_t *)&s->reaper))
+			uv_close((uv_handle_t *)&s->reaper,
+				 relay_mem_closed_cb);
+		return;
+	}
 	if (!s->dead && s->out[!s->cur].len > 0) {
 		relay_sock_send_more(s);
 		return;
@@ -647,7 +681,9 @@ void relay_sock_read_start(struct relay_sock *s)
 	if (s->reading || s->dead || s->closing)
 		return;
 	s->reading = true;
-	if (s->io->uring)
+	if (s->memory)
+		relay_sock_inject(s, NULL, 0);
+	else if (s->io->uring)
 		relay_uring_arm_recv(s);
 	else
 		uv_read_start((uv_stream_t *)&s->tcp, relay_uv_alloc_cb,
@@ -661,7 +697,7 @@ void relay_sock_read_stop(struct relay_sock *s)
 	s->reading = false;
 
 	/* io_uring: an armed recv completes and is simply not re-armed. */
-	if (!s->io->uring && !s->dead)
+	if (!s->io->uring && !s->dead && !s->memory)
 		uv_read_stop((uv_stream_t *)&s->tcp);
 }
 
@@ -675,6 +711,10 @@ int relay_sock_write(struct relay_sock *s, const void *buf, size_t len)
 		return -EPIPE;
 	if (len == 0)
 		return 0;
+	if (s->memory) {
+		s->sink(s->sink_arg, buf, len);
+		return 0;
+	}
 
 	/* Idle: write into out[cur] and send at once; else queue behind. */
 	b = s->sending ? &s->out[!s->cur] : &s->out[s->cur];
@@ -711,9 +751,83 @@ void relay_sock_close(struct relay_sock *s)
 		return;
 	s->closing = true;
 	s->reading = false;
-	if (!s->io->uring && !s->dead)
+	if (!s->io->uring && !s->dead && !s->memory)
 		uv_read_stop((uv_stream_t *)&s->tcp);
 	relay_sock_maybe_finish(s);
+}
+
+struct relay_sock *relay_sock_memory(struct relay_io *io,
+				     const struct sockaddr *peer,
+				     void (*sink)(void *, const char *, size_t),
+				     void *arg)
+{
+	struct relay_sock *s = relay_sock_new(io);
+
+	if (s == NULL)
+		return NULL;
+	s->memory = true;
+	s->sink = sink;
+	s->sink_arg = arg;
+	memcpy(&s->peer, peer,
+	       peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+					   : sizeof(struct sockaddr_in));
+	memcpy(&s->local, &s->peer, sizeof(s->local));
+	uv_idle_init(io->loop, &s->reaper);
+	s->reaper.data = s;
+	return s;
+}
+
+void relay_sock_inject(struct relay_sock *s, const char *buf, size_t len)
+{
+	struct relay_buf *p = &s->pending;
+	size_t n;
+
+	if (s->closing || s->dead)
+		return;
+	if (len > 0) {
+		if (p->len + len > p->cap) {
+			char *q = realloc(p->p, p->len + len);
+
+			if (q == NULL)
+				return;
+			p->p = q;
+			p->cap = p->len + len;
+		}
+		memcpy(p->p + p->len, buf, len);
+		p->len += len;
+	}
+
+	/* Deliver in read-sized pieces while the owner keeps reading. */
+	while (s->reading && !s->closing && p->len > 0) {
+		n = p->len < sizeof(s->rbuf) ? p->len : sizeof(s->rbuf);
+		memcpy(s->rbuf, p->p, n);
+		memmove(p->p, p->p + n, p->len - n);
+		p->len -= n;
+		s->cbs->read(s->arg, s->rbuf, n);
+	}
+}
+
+bool relay_sock_memory_open(const struct relay_sock *s)
+{
+	return !s->gone;
+}
+
+void relay_sock_memory_free(struct relay_sock *s)
+{
+	if (!s->gone)
+		return;
+	free(s->out[0].p);
+	free(s->out[1].p);
+	free(s->pending.p);
+	free(s);
+}
+
+void relay_sock_inject_eof(struct relay_sock *s)
+{
+	if (s->closing || s->dead)
+		return;
+	s->dead = true;
+	s->cbs->eof(s->arg, 0);
 }
 
 const struct sockaddr *relay_sock_peer(const struct relay_sock *s)

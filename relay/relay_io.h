@@ -104,6 +104,32 @@ size_t relay_sock_pending(const struct relay_sock *s);
 /* relay_sock_close - send what is queued, then close; closed cb follows. */
 void relay_sock_close(struct relay_sock *s);
 
+/*
+ * relay_sock_memory - a socket without a descriptor, for tests and fuzz
+ * targets: what is written to it goes to sink(arg, ...) at once, and
+ * relay_sock_inject() plays the peer's side. Hand it to an accept
+ * callback like an accepted socket. NULL on ENOMEM.
+ */
+struct relay_sock *relay_sock_memory(struct relay_io *io,
+				     const struct sockaddr *peer,
+				     void (*sink)(void *, const char *, size_t),
+				     void *arg);
+
+/*
+ * relay_sock_inject - bytes from the peer of a memory socket; held while
+ * the owner is not reading. relay_sock_inject_eof - the peer closes.
+ */
+void relay_sock_inject(struct relay_sock *s, const char *buf, size_t len);
+void relay_sock_inject_eof(struct relay_sock *s);
+
+/*
+ * relay_sock_memory_open - false once a memory socket has been closed
+ * (its closed callback has run). relay_sock_memory_free - release a
+ * closed memory socket; the owner of the test frees it, never waxseal.
+ */
+bool relay_sock_memory_open(const struct relay_sock *s);
+void relay_sock_memory_free(struct relay_sock *s);
+
 /* relay_sock_peer / _local - the addresses of the connection. */
 const struct sockaddr *relay_sock_peer(const struct relay_sock *s);
 const struct sockaddr *relay_sock_local(const struct relay_sock *s);

@@ -349,7 +349,7 @@ static bool smtpd_hdr_is(const char *p, size_t n, const char *name)
  */
 static void smtpd_headers(struct smtpd_session *s)
 {
-	const char *p = s->data.buf, *end;
+	const char *p = s->data.buf ? s->data.buf : "", *end;
 	bool has_date = false, has_msgid = false;
 	size_t hlen;
 	char *block;
@@ -411,13 +411,13 @@ static void smtpd_headers(struct smtpd_session *s)
 	if (s->sm == NULL)
 		return;
 	if (s->extra_len == 0) {
-		sign_msg_headers(s->sm, s->data.buf, hlen);
+		sign_msg_headers(s->sm, p, hlen);
 		return;
 	}
 	block = malloc(hlen + s->extra_len);
 	if (block == NULL)
 		return;
-	memcpy(block, s->data.buf, hlen);
+	memcpy(block, p, hlen);
 	memcpy(block + hlen, s->extra, s->extra_len);
 	sign_msg_headers(s->sm, block, hlen + s->extra_len);
 	free(block);
@@ -524,11 +524,11 @@ static void smtpd_store(struct smtpd_session *s, const char *sig,
 	iov[0].iov_len = smtpd_received(s, received, sizeof(received));
 	iov[1].iov_base = (void *)sig;
 	iov[1].iov_len = siglen;
-	iov[2].iov_base = s->data.buf;
+	iov[2].iov_base = s->data.buf ? s->data.buf : "";
 	iov[2].iov_len = s->hdr_len;
 	iov[3].iov_base = s->extra;
 	iov[3].iov_len = s->extra_len;
-	iov[4].iov_base = s->data.buf + s->hdr_len;
+	iov[4].iov_base = (char *)iov[2].iov_base + s->hdr_len;
 	iov[4].iov_len = s->data.len - s->hdr_len;
 
 	memset(&m, 0, sizeof(m));
@@ -752,7 +752,8 @@ static void smtpd_do_mail(struct smtpd_session *s, const char *a, size_t n)
 	const char *rest, *why, *end = a + n;
 	int r;
 
-	if (s->state == SMTPD_MAIL || s->state == SMTPD_RCPT) {
+	if (s->state == SMTPD_MAIL || s->state == SMTPD_RCPT ||
+	    s->state == SMTPD_BDAT) {
 		smtpd_reply(s, "503 5.5.1 Error: nested MAIL command");
 		return;
 	}
@@ -814,6 +815,10 @@ static void smtpd_do_rcpt(struct smtpd_session *s, const char *a, size_t n)
 	char **v;
 	int r;
 
+	if (s->state == SMTPD_BDAT) {
+		smtpd_reply(s, "503 5.5.1 Error: BDAT transfer in progress");
+		return;
+	}
 	if (s->state != SMTPD_MAIL && s->state != SMTPD_RCPT) {
 		smtpd_reply(s, "503 5.5.1 Error: need MAIL command");
 		return;
