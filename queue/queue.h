@@ -29,8 +29,15 @@
  * last durable length, and later appends are tried again: nothing that was
  * confirmed before is touched.
  *
+ * Failing disk: after 3 batches in a row have failed, can_accept (and so
+ * append) answers -EIO until 1 s has passed since the last failure; then
+ * mail is let in again as a probe, and one good batch clears the state.
+ *
  * Threads: a spool belongs to one thread (the loop thread); the struct
- * queue_io callbacks must be called on that thread.
+ * queue_io callbacks must be called on that thread. Append callbacks run
+ * from inside those io callbacks (or from queue_spool_flush when a
+ * submission fails at once); they may append, flush and mark messages
+ * done, but must not close the spool.
  */
 #ifndef WAXSEAL_QUEUE_H
 #define WAXSEAL_QUEUE_H
@@ -42,6 +49,17 @@
 
 /* Queue IDs are 16 upper-case hex digits (time-ordered, unique). */
 #define QUEUE_ID_LEN 16
+
+/*
+ * Record types (the type byte of the header). Types not listed here are
+ * reserved for later records (recipient outcomes, schedules); recovery
+ * checks their checksum and otherwise skips them.
+ */
+#define QUEUE_REC_MSG 1u
+#define QUEUE_REC_DONE 2u
+
+/* Largest record payload the spool writes or believes on recovery. */
+#define QUEUE_REC_MAX (1u << 30)
 
 /* MSG record flags, from the ESMTP parameters of the transaction. */
 #define QUEUE_F_8BITMIME 0x1u
@@ -104,7 +122,9 @@ typedef void (*queue_append_cb)(void *arg, int res, const char *id);
  * queue_spool_open - create dir if needed, recover it, and return a spool
  * in *out. io may be NULL for a read-only spool (listing, inspection):
  * appends then fail with -EROFS and nothing on disk is changed, not even a
- * torn tail. Returns 0 or -errno, with a message in err.
+ * torn tail. Returns 0 or -errno, with a message in err; -EBUSY when
+ * another read-write spool holds the directory (flock). Only the last
+ * component of dir is created.
  */
 int queue_spool_open(struct queue_spool **out, const char *dir,
 		     const struct queue_limits *lim, const struct queue_io *io,
@@ -121,7 +141,12 @@ void queue_spool_close(struct queue_spool *s);
  * queue_spool_append - add a message. Its new queue ID is written to id
  * at once (for logging); cb(arg, res, id) follows from a later flush.
  * Returns 0, -ENOSPC when the spool is over its limits (answer 452), or
- * -EROFS for a read-only spool.
+ * -EROFS for a read-only spool; also -EIO while the disk keeps failing
+ * (see queue_spool_can_accept), -EINVAL (no sender, no recipients),
+ * -EMSGSIZE (record larger than QUEUE_REC_MAX), -EOVERFLOW (the spool
+ * holds ID FFFFFFFFFFFFFFFF, so no larger one is left) and -ENOMEM. The
+ * message is in the index (durable false) from the return until its
+ * batch fails.
  */
 int queue_spool_append(struct queue_spool *s, const struct queue_msg_in *m,
 		       queue_append_cb cb, void *arg,
@@ -133,7 +158,11 @@ int queue_spool_append(struct queue_spool *s, const struct queue_msg_in *m,
  */
 int queue_spool_done(struct queue_spool *s, const char *id);
 
-/* queue_spool_flush - start writing the pending batch if none is in flight. */
+/*
+ * queue_spool_flush - start writing the pending batch if none is in flight.
+ * When a batch completes and another is pending, the spool starts it by
+ * itself; flushing once per loop iteration is still what starts the first.
+ */
 void queue_spool_flush(struct queue_spool *s);
 
 /* queue_spool_idle - true when nothing is pending or in flight. */
@@ -165,7 +194,8 @@ const struct queue_msg *queue_spool_find(struct queue_spool *s,
 /*
  * queue_spool_read - read the message data of a durable live message into
  * a new malloc'd buffer (*buf, *len; the caller frees). Synchronous: for
- * the command line and tests. 0, -ENOENT, -EIO (checksum) or -errno.
+ * the command line and tests. 0, -ENOENT, -EIO (checksum), -EAGAIN (not
+ * yet durable) or -errno.
  */
 int queue_spool_read(struct queue_spool *s, const char *id, char **buf,
 		     size_t *len);
@@ -176,6 +206,13 @@ struct queue_stats {
 	uint64_t fsyncs;        /* fdatasync calls completed */
 	uint64_t bytes;         /* bytes written */
 	uint64_t failures;      /* batches that failed */
+	/* From recovery at open: */
+	uint64_t recovered_cut_bytes; /* torn tail cut off the newest
+				       * segment (read-only: left in place) */
+	uint64_t corrupt_records;     /* older segments abandoned at a bad
+				       * record, plus records with a good
+				       * checksum that could not be decoded */
+	uint64_t skipped_records;     /* records of an unknown type */
 };
 
 /* queue_spool_stats - counters since open. */
@@ -183,5 +220,8 @@ void queue_spool_stats(const struct queue_spool *s, struct queue_stats *st);
 
 /* queue_crc32c - CRC-32C (Castagnoli) of buf, continuing from crc. */
 uint32_t queue_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* queue_crc32c_sw - the same without CPU instructions (tests compare). */
+uint32_t queue_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 
 #endif

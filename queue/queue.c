@@ -1,0 +1,1469 @@
+/*
+ * queue.c - waxseal's spool: segment files, group commit, recovery and the
+ * index of live messages. queue.h is the contract; this comment covers what
+ * it leaves to the implementation.
+ *
+ * Record payloads (integers little-endian, strings length-prefixed and not
+ * NUL-terminated on disk):
+ *
+ *	MSG	id[16] | arrival_ms i64 | flags u32 | sender_len u32 | sender |
+ *		nrcpt u32 | (rcpt_len u32 | rcpt) * nrcpt | data_len u64 | data
+ *	DONE	id[16]
+ *
+ * A MSG payload ends exactly where its data ends, so a record whose lengths
+ * do not add up is malformed even when its checksum matches. A record that
+ * passes the checksum but cannot be decoded (or repeats a live ID) is
+ * skipped and counted in corrupt_records: its framing is sound, so the
+ * records after it can still be trusted.
+ *
+ * Queue IDs: 44 bits of Unix time in milliseconds (enough until the year
+ * 2527) above a 20-bit counter, printed as 16 upper-case hex digits. A new
+ * ID is max(previous + 1, now << 20): strictly increasing even when the
+ * clock steps back or more than 2^20 IDs are taken in one millisecond, and
+ * after recovery the previous ID is the largest one found on disk.
+ *
+ * Group commit: appends go into the pending batch (one growable buffer plus
+ * the list of callbacks); queue_spool_flush() swaps it with the empty
+ * in-flight batch and writes it at the durable end of the newest segment.
+ * Record offsets inside a batch are relative, so a batch that fails never
+ * disturbs the one queued behind it. When a batch completes and another is
+ * pending, the next one is started at once.
+ *
+ * XXX: segments are never deleted: nothing yet reclaims a segment whose
+ * messages are all done, so the spool's disk use grows until minfree
+ * refuses mail. The safe rule is to delete only the oldest segment, and
+ * only when none of its messages is live (a DONE record may refer to a
+ * message in an older segment), with a directory fsync after the unlink.
+ *
+ * Segment files are not preallocated: recovery can then take the file size
+ * as the end of the data, and a zero-filled region (left by a filesystem
+ * after a crash) simply fails the magic check like any torn tail.
+ */
+#include "queue/queue.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#define QUEUE_MAGIC "WXR1"
+#define QUEUE_HDR 16u /* record header bytes */
+#define QUEUE_MSG_FIXED (QUEUE_ID_LEN + 8 + 4 + 4 + 4 + 8)
+#define QUEUE_SEG_DEFAULT (64ull << 20)
+#define QUEUE_RD_CHUNK (1u << 20) /* recovery read size */
+#define QUEUE_FREE_MS 1000	  /* statvfs cache lifetime */
+#define QUEUE_FAIL_TRIP 3	  /* failed batches in a row ... */
+#define QUEUE_FAIL_HOLD_MS 1000	  /* ... refuse mail this long */
+
+struct queue_ent {
+	struct queue_msg m;
+	uint64_t idval;
+	uint64_t reclen;	 /* header + payload */
+	uint64_t data_off;	 /* of the data, from the record start */
+	struct queue_ent *hnext; /* hash chain */
+	struct queue_ent *prev;	 /* arrival order */
+	struct queue_ent *next;
+};
+
+/* One appended MSG waiting for its batch to be durable. */
+struct queue_item {
+	queue_append_cb cb;
+	void *arg;
+	uint64_t idval;
+	uint64_t reloff; /* of the record inside the batch */
+	char id[QUEUE_ID_LEN + 1];
+};
+
+struct queue_batch {
+	unsigned char *buf;
+	size_t len;
+	size_t cap;
+	struct queue_item *items;
+	size_t nitems;
+	size_t capitems;
+};
+
+struct queue_spool {
+	int dirfd;
+	bool rdonly;
+	struct queue_io io;
+	struct queue_limits lim;
+
+	uint32_t seg_num; /* newest segment */
+	int seg_fd;	  /* its fd (read-write spools only) */
+	uint64_t seg_len; /* its durable length */
+	bool seg_roll;	  /* start a new segment at the next batch */
+
+	struct queue_batch pending;
+	struct queue_batch flight;
+	bool busy;	  /* flight is being written or synced */
+	uint64_t wr_base; /* segment offset of flight */
+	uint64_t wr_done; /* bytes of flight written so far */
+
+	struct queue_ent **tab;
+	size_t tabsize; /* power of two */
+	size_t count;
+	struct queue_ent *head;
+	struct queue_ent *tail;
+	uint64_t live_bytes;
+	uint64_t last_id;
+
+	unsigned fail_run; /* batches failed in a row */
+	int64_t fail_ms;   /* monotonic time of the last failure */
+	bool free_valid;
+	uint64_t free_bytes; /* statvfs estimate, see can_accept */
+	int64_t free_ms;
+
+	struct queue_stats st;
+};
+
+/* queue_put32 - store v little-endian. */
+static void queue_put32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* queue_put64 - store v little-endian. */
+static void queue_put64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* queue_get32 - load a little-endian u32. */
+static uint32_t queue_get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/* queue_get64 - load a little-endian u64. */
+static uint64_t queue_get64(const unsigned char *p)
+{
+	return (uint64_t)queue_get32(p) | (uint64_t)queue_get32(p + 4) << 32;
+}
+
+/* ---- CRC-32C ---- */
+
+static uint32_t queue_crc_tab[8][256];
+static uint32_t (*queue_crc_fn)(uint32_t, const void *, size_t);
+static pthread_once_t queue_crc_once = PTHREAD_ONCE_INIT;
+
+/* queue_crc32c_tab - CRC-32C by slicing-by-8 over queue_crc_tab. */
+static uint32_t queue_crc32c_tab(uint32_t crc, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	uint32_t c = ~crc;
+
+	while (len >= 8) {
+		uint32_t lo = c ^ queue_get32(p);
+		uint32_t hi = queue_get32(p + 4);
+
+		c = queue_crc_tab[7][lo & 0xff] ^
+		    queue_crc_tab[6][(lo >> 8) & 0xff] ^
+		    queue_crc_tab[5][(lo >> 16) & 0xff] ^
+		    queue_crc_tab[4][lo >> 24] ^ queue_crc_tab[3][hi & 0xff] ^
+		    queue_crc_tab[2][(hi >> 8) & 0xff] ^
+		    queue_crc_tab[1][(hi >> 16) & 0xff] ^
+		    queue_crc_tab[0][hi >> 24];
+		p += 8;
+		len -= 8;
+	}
+	while (len--)
+		c = (c >> 8) ^ queue_crc_tab[0][(c ^ *p++) & 0xff];
+	return ~c;
+}
+
+#if defined(__x86_64__)
+/* queue_crc32c_hw - CRC-32C with the SSE4.2 crc32 instruction. */
+__attribute__((target("sse4.2"))) static uint32_t
+queue_crc32c_hw(uint32_t crc, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	uint64_t c = (uint32_t)~crc;
+
+	while (len >= 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8); /* the instruction takes host order: LE */
+		c = __builtin_ia32_crc32di(c, v);
+		p += 8;
+		len -= 8;
+	}
+	while (len--)
+		c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+	return ~(uint32_t)c;
+}
+#endif
+
+/* queue_crc_init - build the tables and pick the fastest implementation. */
+static void queue_crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1)));
+		queue_crc_tab[0][i] = c;
+	}
+	for (int t = 1; t < 8; t++)
+		for (int i = 0; i < 256; i++) {
+			uint32_t c = queue_crc_tab[t - 1][i];
+
+			queue_crc_tab[t][i] =
+			    (c >> 8) ^ queue_crc_tab[0][c & 0xff];
+		}
+
+	queue_crc_fn = queue_crc32c_tab;
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("sse4.2"))
+		queue_crc_fn = queue_crc32c_hw;
+#endif
+}
+
+/* queue_crc32c - CRC-32C (Castagnoli) of buf, continuing from crc. */
+uint32_t queue_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	pthread_once(&queue_crc_once, queue_crc_init);
+	return queue_crc_fn(crc, buf, len);
+}
+
+/* queue_crc32c_sw - the table-driven CRC-32C, whatever the CPU offers. */
+uint32_t queue_crc32c_sw(uint32_t crc, const void *buf, size_t len)
+{
+	pthread_once(&queue_crc_once, queue_crc_init);
+	return queue_crc32c_tab(crc, buf, len);
+}
+
+/* queue_rec_crc - checksum of a record: type, reserved, length, payload. */
+static uint32_t queue_rec_crc(const unsigned char *rec, size_t plen)
+{
+	uint32_t c = queue_crc32c(0, rec + 4, 8);
+
+	return queue_crc32c(c, rec + QUEUE_HDR, plen);
+}
+
+/* queue_rec_seal - fill in the header of a record whose payload is set. */
+static void queue_rec_seal(unsigned char *rec, unsigned type, size_t plen)
+{
+	memcpy(rec, QUEUE_MAGIC, 4);
+	rec[4] = (unsigned char)type;
+	rec[5] = rec[6] = rec[7] = 0;
+	queue_put32(rec + 8, (uint32_t)plen);
+	queue_put32(rec + 12, queue_rec_crc(rec, plen));
+}
+
+/* ---- small helpers ---- */
+
+/* queue_now_ms - milliseconds on the given clock. */
+static int64_t queue_now_ms(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* queue_seterr - format an open error for the caller, if it wants one. */
+static void queue_seterr(char *err, size_t errlen, const char *what,
+			 const char *dir, int r)
+{
+	if (err && errlen)
+		snprintf(err, errlen, "%s: %s: %s", dir, what, strerror(-r));
+}
+
+/* queue_id_parse - exactly 16 upper-case hex digits to a number. */
+static int queue_id_parse(const char *p, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < QUEUE_ID_LEN; i++) {
+		char ch = p[i];
+
+		if (ch >= '0' && ch <= '9')
+			v = v << 4 | (uint64_t)(ch - '0');
+		else if (ch >= 'A' && ch <= 'F')
+			v = v << 4 | (uint64_t)(ch - 'A' + 10);
+		else
+			return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+/* queue_id_next - take a new queue ID, see the file comment. */
+static uint64_t queue_id_next(struct queue_spool *s)
+{
+	uint64_t now = (uint64_t)queue_now_ms(CLOCK_REALTIME) << 20;
+
+	s->last_id = now > s->last_id ? now : s->last_id + 1;
+	return s->last_id;
+}
+
+/* queue_id_format - print a queue ID. */
+static void queue_id_format(uint64_t v, char out[QUEUE_ID_LEN + 1])
+{
+	snprintf(out, QUEUE_ID_LEN + 1, "%016" PRIX64, v);
+}
+
+/* ---- the index ---- */
+
+/* queue_hash - bucket of an ID (the low bits are a counter, so mix). */
+static size_t queue_hash(const struct queue_spool *s, uint64_t v)
+{
+	v ^= v >> 31;
+	v *= 0x9E3779B97F4A7C15ull;
+	v ^= v >> 29;
+	return (size_t)v & (s->tabsize - 1);
+}
+
+/* queue_tab_find - the entry with this ID, or NULL. */
+static struct queue_ent *queue_tab_find(const struct queue_spool *s, uint64_t v)
+{
+	struct queue_ent *e;
+
+	for (e = s->tab[queue_hash(s, v)]; e; e = e->hnext)
+		if (e->idval == v)
+			return e;
+	return NULL;
+}
+
+/* queue_tab_grow - double the hash table when it is full. */
+static int queue_tab_grow(struct queue_spool *s)
+{
+	size_t n = s->tabsize * 2;
+	struct queue_ent **old = s->tab, *e;
+	size_t oldsize = s->tabsize;
+
+	s->tab = calloc(n, sizeof(*s->tab));
+	if (!s->tab) {
+		s->tab = old;
+		return -ENOMEM;
+	}
+	s->tabsize = n;
+
+	for (size_t i = 0; i < oldsize; i++)
+		while ((e = old[i])) {
+			size_t h = queue_hash(s, e->idval);
+
+			old[i] = e->hnext;
+			e->hnext = s->tab[h];
+			s->tab[h] = e;
+		}
+	free(old);
+	return 0;
+}
+
+/* queue_index_add - insert e (its ID must be new) at the tail. */
+static int queue_index_add(struct queue_spool *s, struct queue_ent *e)
+{
+	size_t h;
+	int r;
+
+	if (s->count >= s->tabsize) {
+		r = queue_tab_grow(s);
+		if (r < 0)
+			return r;
+	}
+
+	h = queue_hash(s, e->idval);
+	e->hnext = s->tab[h];
+	s->tab[h] = e;
+
+	e->next = NULL;
+	e->prev = s->tail;
+	if (s->tail)
+		s->tail->next = e;
+	else
+		s->head = e;
+	s->tail = e;
+
+	s->count++;
+	s->live_bytes += e->reclen;
+	return 0;
+}
+
+/* queue_ent_free - release an entry and its envelope block. */
+static void queue_ent_free(struct queue_ent *e)
+{
+	if (!e)
+		return;
+	free(e->m.rcpts); /* the sender and all strings live in this block */
+	free(e);
+}
+
+/* queue_index_del - unlink e from the table and the list and free it. */
+static void queue_index_del(struct queue_spool *s, struct queue_ent *e)
+{
+	struct queue_ent **pp = &s->tab[queue_hash(s, e->idval)];
+
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		s->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		s->tail = e->prev;
+
+	s->count--;
+	s->live_bytes -= e->reclen;
+	queue_ent_free(e);
+}
+
+/* ---- MSG payloads ---- */
+
+struct queue_cur {
+	const unsigned char *p;
+	size_t n;
+};
+
+/* queue_cur_take - advance over n bytes, or -EINVAL if there are fewer. */
+static int queue_cur_take(struct queue_cur *c, size_t n,
+			  const unsigned char **out)
+{
+	if (c->n < n)
+		return -EINVAL;
+	*out = c->p;
+	c->p += n;
+	c->n -= n;
+	return 0;
+}
+
+/* queue_cur_str - take a length-prefixed string. */
+static int queue_cur_str(struct queue_cur *c, const unsigned char **s,
+			 uint32_t *len)
+{
+	const unsigned char *x;
+
+	if (queue_cur_take(c, 4, &x) < 0)
+		return -EINVAL;
+	*len = queue_get32(x);
+	return queue_cur_take(c, *len, s);
+}
+
+/* queue_str_copy - copy a length-counted string into the block, NUL it. */
+static char *queue_str_copy(char **dst, const unsigned char *src, size_t n)
+{
+	char *r = *dst;
+
+	memcpy(r, src, n);
+	r[n] = '\0';
+	*dst += n + 1;
+	return r;
+}
+
+/*
+ * queue_msg_decode - build an index entry from a MSG payload. -EINVAL when
+ * the payload is malformed, -ENOMEM. The entry is not yet placed: segment,
+ * offset and durable are left for the caller.
+ */
+static int queue_msg_decode(const unsigned char *p, size_t n,
+			    struct queue_ent **out)
+{
+	struct queue_cur c = {p, n}, rc;
+	const unsigned char *id, *x, *sender, *str;
+	uint32_t slen, nrcpt, len;
+	size_t strbytes;
+	struct queue_ent *e = NULL;
+	char *blk;
+	int r = -EINVAL;
+
+	/* Pass 1: check that every length fits, and size the block. */
+	if (queue_cur_take(&c, QUEUE_ID_LEN + 12, &id) < 0 ||
+	    queue_cur_str(&c, &sender, &slen) < 0 ||
+	    queue_cur_take(&c, 4, &x) < 0)
+		goto fail;
+	nrcpt = queue_get32(x);
+	rc = c;
+	strbytes = (size_t)slen + 1;
+	for (uint32_t i = 0; i < nrcpt; i++) {
+		if (queue_cur_str(&c, &str, &len) < 0)
+			goto fail;
+		strbytes += (size_t)len + 1;
+	}
+	if (queue_cur_take(&c, 8, &x) < 0 || queue_get64(x) != c.n)
+		goto fail;
+
+	/* One block holds the rcpts array, the sender and every rcpt. */
+	r = -ENOMEM;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		goto fail;
+	e->m.rcpts = malloc((size_t)nrcpt * sizeof(char *) + strbytes);
+	if (!e->m.rcpts)
+		goto fail;
+	r = -EINVAL;
+	if (queue_id_parse((const char *)id, &e->idval) < 0)
+		goto fail;
+
+	/* Pass 2: fill it in. */
+	memcpy(e->m.id, id, QUEUE_ID_LEN);
+	e->m.arrival_ms = (int64_t)queue_get64(id + QUEUE_ID_LEN);
+	e->m.flags = queue_get32(id + QUEUE_ID_LEN + 8);
+	blk = (char *)(e->m.rcpts + nrcpt);
+	e->m.sender = queue_str_copy(&blk, sender, slen);
+	for (uint32_t i = 0; i < nrcpt; i++) {
+		queue_cur_str(&rc, &str, &len);
+		e->m.rcpts[i] = queue_str_copy(&blk, str, len);
+	}
+	e->m.nrcpt = nrcpt;
+	e->m.size = c.n;
+	e->data_off = QUEUE_HDR + (uint64_t)(c.p - p);
+	e->reclen = QUEUE_HDR + n;
+	*out = e;
+	return 0;
+fail:
+	queue_ent_free(e);
+	return r;
+}
+
+/* queue_msg_size - payload bytes of m, or -EMSGSIZE / -EINVAL. */
+static int64_t queue_msg_size(const struct queue_msg_in *m, uint64_t *dlen)
+{
+	uint64_t n = QUEUE_MSG_FIXED, d = 0;
+
+	if (!m->sender || (m->nrcpt && !m->rcpts) || m->nrcpt == 0 ||
+	    m->ndata < 0 || (m->ndata && !m->data))
+		return -EINVAL;
+	if (m->nrcpt > QUEUE_REC_MAX / 4)
+		return -EMSGSIZE;
+
+	/* Each term is checked before the sum so that nothing can wrap. */
+	n += strnlen(m->sender, QUEUE_REC_MAX + 1);
+	for (size_t i = 0; i < m->nrcpt && n <= QUEUE_REC_MAX; i++)
+		n += 4 + strnlen(m->rcpts[i], QUEUE_REC_MAX + 1);
+	for (int i = 0; i < m->ndata && d <= QUEUE_REC_MAX; i++)
+		d += m->data[i].iov_len > QUEUE_REC_MAX ? QUEUE_REC_MAX + 1
+							: m->data[i].iov_len;
+	if (n > QUEUE_REC_MAX || d > QUEUE_REC_MAX || n + d > QUEUE_REC_MAX)
+		return -EMSGSIZE;
+	*dlen = d;
+	return (int64_t)(n + d);
+}
+
+/* queue_msg_encode - write the MSG payload of m at p. */
+static void queue_msg_encode(unsigned char *p, const struct queue_msg_in *m,
+			     const char *id, uint64_t dlen)
+{
+	size_t len;
+
+	memcpy(p, id, QUEUE_ID_LEN);
+	p += QUEUE_ID_LEN;
+	queue_put64(p, (uint64_t)m->arrival_ms);
+	queue_put32(p + 8, m->flags);
+	p += 12;
+
+	len = strlen(m->sender);
+	queue_put32(p, (uint32_t)len);
+	memcpy(p + 4, m->sender, len);
+	p += 4 + len;
+
+	queue_put32(p, (uint32_t)m->nrcpt);
+	p += 4;
+	for (size_t i = 0; i < m->nrcpt; i++) {
+		len = strlen(m->rcpts[i]);
+		queue_put32(p, (uint32_t)len);
+		memcpy(p + 4, m->rcpts[i], len);
+		p += 4 + len;
+	}
+
+	queue_put64(p, dlen);
+	p += 8;
+	for (int i = 0; i < m->ndata; i++) {
+		if (m->data[i].iov_len)
+			memcpy(p, m->data[i].iov_base, m->data[i].iov_len);
+		p += m->data[i].iov_len;
+	}
+}
+
+/* ---- batches ---- */
+
+/* queue_batch_reserve - room for extra bytes and one more item. */
+static int queue_batch_reserve(struct queue_batch *b, size_t extra)
+{
+	if (b->len + extra > b->cap) {
+		size_t cap = b->cap ? b->cap : 64 * 1024;
+		unsigned char *p;
+
+		while (cap < b->len + extra)
+			cap *= 2;
+		p = realloc(b->buf, cap);
+		if (!p)
+			return -ENOMEM;
+		b->buf = p;
+		b->cap = cap;
+	}
+	if (b->nitems == b->capitems) {
+		size_t n = b->capitems ? b->capitems * 2 : 64;
+		struct queue_item *it = realloc(b->items, n * sizeof(*it));
+
+		if (!it)
+			return -ENOMEM;
+		b->items = it;
+		b->capitems = n;
+	}
+	return 0;
+}
+
+/* ---- segments ---- */
+
+/* queue_seg_name - file name of segment num. */
+static void queue_seg_name(char *buf, size_t len, uint32_t num)
+{
+	snprintf(buf, len, "seg-%08" PRIu32 ".log", num);
+}
+
+/* queue_seg_create - create segment num and make its name durable. */
+static int queue_seg_create(struct queue_spool *s, uint32_t num)
+{
+	char name[32];
+	int fd, r;
+
+	queue_seg_name(name, sizeof(name), num);
+	fd =
+	    openat(s->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+
+	/*
+	 * The new name must survive a crash before any record in the file is
+	 * confirmed. This fsync of the directory is synchronous and blocks
+	 * the loop thread, but it happens once per segment (once per
+	 * segment_size bytes, 64 MiB by default), so it is not worth a round
+	 * trip through struct queue_io.
+	 */
+	if (fsync(s->dirfd) < 0) {
+		r = -errno;
+		close(fd);
+		unlinkat(s->dirfd, name, 0);
+		return r;
+	}
+	return fd;
+}
+
+/* queue_seg_next - close the newest segment and start the next one. */
+static int queue_seg_next(struct queue_spool *s)
+{
+	int fd;
+
+	/* Recovery only knows names with eight digits. */
+	if (s->seg_num >= 99999999)
+		return -EOVERFLOW;
+	fd = queue_seg_create(s, s->seg_num + 1);
+	if (fd < 0)
+		return fd;
+	close(s->seg_fd);
+	s->seg_fd = fd;
+	s->seg_num++;
+	s->seg_len = 0;
+	s->seg_roll = false;
+	return 0;
+}
+
+/* queue_seg_cmp - qsort order of segment numbers. */
+static int queue_seg_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* queue_seg_parse - the number of a seg-NNNNNNNN.log name, or -EINVAL. */
+static int64_t queue_seg_parse(const char *name)
+{
+	uint32_t v = 0;
+
+	if (strlen(name) != 16 || memcmp(name, "seg-", 4) ||
+	    strcmp(name + 12, ".log"))
+		return -EINVAL;
+	for (int i = 4; i < 12; i++) {
+		if (name[i] < '0' || name[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (uint32_t)(name[i] - '0');
+	}
+	return v;
+}
+
+/* queue_seg_list - the segment numbers in the directory, sorted. */
+static int queue_seg_list(struct queue_spool *s, uint32_t **out, size_t *n)
+{
+	uint32_t *v = NULL, *nv;
+	size_t cnt = 0, cap = 0;
+	struct dirent *de;
+	DIR *d = NULL;
+	int fd, r;
+
+	fd = dup(s->dirfd);
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		r = -errno;
+		if (fd >= 0)
+			close(fd);
+		goto fail;
+	}
+	rewinddir(d);
+
+	while ((de = readdir(d))) {
+		int64_t num = queue_seg_parse(de->d_name);
+
+		if (num < 0)
+			continue;
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 16;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				r = -ENOMEM;
+				goto fail;
+			}
+			v = nv;
+		}
+		v[cnt++] = (uint32_t)num;
+	}
+	closedir(d);
+
+	if (cnt)
+		qsort(v, cnt, sizeof(*v), queue_seg_cmp);
+	*out = v;
+	*n = cnt;
+	return 0;
+fail:
+	if (d)
+		closedir(d);
+	free(v);
+	return r;
+}
+
+/* ---- recovery ---- */
+
+/* A read-ahead window over one segment file. */
+struct queue_rd {
+	int fd;
+	unsigned char *buf;
+	size_t cap;
+	uint64_t boff; /* file offset of buf[0] */
+	size_t blen;
+};
+
+/* queue_rd_get - point *out at n bytes at off (the caller bounds them). */
+static int queue_rd_get(struct queue_rd *rd, uint64_t off, size_t n,
+			uint64_t size, const unsigned char **out)
+{
+	size_t want, got = 0;
+
+	if (off >= rd->boff && off + n <= rd->boff + rd->blen) {
+		*out = rd->buf + (off - rd->boff);
+		return 0;
+	}
+
+	/* Read ahead a chunk; a record larger than that is read whole. */
+	want = n > QUEUE_RD_CHUNK ? n : QUEUE_RD_CHUNK;
+	if (want > size - off)
+		want = (size_t)(size - off);
+	if (want > rd->cap) {
+		unsigned char *p = realloc(rd->buf, want);
+
+		if (!p)
+			return -ENOMEM;
+		rd->buf = p;
+		rd->cap = want;
+	}
+	while (got < want) {
+		ssize_t k = pread(rd->fd, rd->buf + got, want - got,
+				  (off_t)(off + got));
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EIO; /* the file shrank under us */
+		got += (size_t)k;
+	}
+	rd->boff = off;
+	rd->blen = got;
+	*out = rd->buf;
+	return 0;
+}
+
+/* queue_rec_apply - update the index with one valid record. */
+static int queue_rec_apply(struct queue_spool *s, unsigned type,
+			   const unsigned char *pl, size_t len, uint32_t num,
+			   uint64_t off)
+{
+	struct queue_ent *e, *old;
+	uint64_t v;
+	int r;
+
+	if (type == QUEUE_REC_DONE) {
+		if (len != QUEUE_ID_LEN ||
+		    queue_id_parse((const char *)pl, &v) < 0) {
+			s->st.corrupt_records++;
+			return 0;
+		}
+		if ((old = queue_tab_find(s, v)))
+			queue_index_del(s, old);
+		if (v > s->last_id)
+			s->last_id = v;
+		return 0;
+	}
+	if (type != QUEUE_REC_MSG) {
+		s->st.skipped_records++;
+		return 0;
+	}
+
+	r = queue_msg_decode(pl, len, &e);
+	if (r == -EINVAL || (r == 0 && queue_tab_find(s, e->idval))) {
+		if (r == 0)
+			queue_ent_free(e);
+		s->st.corrupt_records++;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	e->m.segment = num;
+	e->m.offset = off;
+	e->m.durable = true;
+	if (e->idval > s->last_id)
+		s->last_id = e->idval;
+	r = queue_index_add(s, e);
+	if (r < 0)
+		queue_ent_free(e);
+	return r;
+}
+
+/*
+ * queue_seg_records - apply every valid record of a segment, in order, and
+ * set *end to the offset just past the last one.
+ */
+static int queue_seg_records(struct queue_spool *s, struct queue_rd *rd,
+			     uint32_t num, uint64_t size, uint64_t *end)
+{
+	const unsigned char *h;
+	uint64_t off = 0;
+	uint32_t len;
+	int r;
+
+	while (size - off >= QUEUE_HDR) {
+		r = queue_rd_get(rd, off, QUEUE_HDR, size, &h);
+		if (r < 0)
+			return r;
+		len = queue_get32(h + 8);
+		if (memcmp(h, QUEUE_MAGIC, 4) || len > QUEUE_REC_MAX ||
+		    len > size - off - QUEUE_HDR)
+			break;
+
+		r = queue_rd_get(rd, off, QUEUE_HDR + len, size, &h);
+		if (r < 0)
+			return r;
+		if (queue_rec_crc(h, len) != queue_get32(h + 12))
+			break;
+
+		r = queue_rec_apply(s, h[4], h + QUEUE_HDR, len, num, off);
+		if (r < 0)
+			return r;
+		off += QUEUE_HDR + len;
+	}
+	*end = off;
+	return 0;
+}
+
+/*
+ * queue_seg_recover - scan one segment. The newest segment of a read-write
+ * spool stays open for appending, cut back to its last valid record.
+ */
+static int queue_seg_recover(struct queue_spool *s, uint32_t num, bool newest)
+{
+	struct queue_rd rd = {.fd = -1};
+	bool keep = newest && !s->rdonly;
+	uint64_t end;
+	struct stat sb;
+	char name[32];
+	int r;
+
+	queue_seg_name(name, sizeof(name), num);
+	rd.fd = openat(s->dirfd, name, (keep ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (rd.fd < 0 || fstat(rd.fd, &sb) < 0) {
+		r = -errno;
+		goto fail;
+	}
+
+	r = queue_seg_records(s, &rd, num, (uint64_t)sb.st_size, &end);
+	if (r < 0)
+		goto fail;
+
+	/*
+	 * Past the last valid record of an older segment nothing can be
+	 * trusted, but a later segment can: skip to it. In the newest
+	 * segment it is the tail of a batch the crash interrupted.
+	 * XXX: a flipped bit in the middle of the newest segment looks the
+	 * same as a torn tail, so the valid records after it are cut away
+	 * too; telling the two apart needs batch markers on disk.
+	 */
+	if (end < (uint64_t)sb.st_size && !newest)
+		s->st.corrupt_records++;
+	if (end < (uint64_t)sb.st_size && newest)
+		s->st.recovered_cut_bytes += (uint64_t)sb.st_size - end;
+	if (keep && end < (uint64_t)sb.st_size &&
+	    (ftruncate(rd.fd, (off_t)end) < 0 || fsync(rd.fd) < 0)) {
+		r = -errno;
+		goto fail;
+	}
+
+	if (newest)
+		s->seg_num = num;
+	if (keep) {
+		s->seg_fd = rd.fd;
+		s->seg_len = end;
+	} else {
+		close(rd.fd);
+	}
+	free(rd.buf);
+	return 0;
+fail:
+	if (rd.fd >= 0)
+		close(rd.fd);
+	free(rd.buf);
+	return r;
+}
+
+/* queue_spool_recover - scan every segment, oldest first. */
+static int queue_spool_recover(struct queue_spool *s, char *err, size_t errlen,
+			       const char *dir)
+{
+	uint32_t *nums = NULL;
+	size_t n = 0;
+	char name[32];
+	int r;
+
+	r = queue_seg_list(s, &nums, &n);
+	if (r < 0) {
+		queue_seterr(err, errlen, "cannot list segments", dir, r);
+		goto fail;
+	}
+
+	for (size_t i = 0; i < n; i++) {
+		r = queue_seg_recover(s, nums[i], i + 1 == n);
+		if (r < 0) {
+			queue_seg_name(name, sizeof(name), nums[i]);
+			queue_seterr(err, errlen, name, dir, r);
+			goto fail;
+		}
+	}
+
+	/* An empty spool gets its first segment now. */
+	if (n == 0 && !s->rdonly) {
+		r = queue_seg_create(s, 1);
+		if (r < 0) {
+			queue_seterr(err, errlen, "cannot create segment", dir,
+				     r);
+			goto fail;
+		}
+		s->seg_fd = r;
+		s->seg_num = 1;
+		r = 0;
+	}
+fail:
+	free(nums);
+	return r;
+}
+
+/* queue_spool_open - create dir if needed, recover it, return a spool. */
+int queue_spool_open(struct queue_spool **out, const char *dir,
+		     const struct queue_limits *lim, const struct queue_io *io,
+		     char *err, size_t errlen)
+{
+	struct queue_spool *s;
+	int r;
+
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		r = -ENOMEM;
+		queue_seterr(err, errlen, "cannot open spool", dir, r);
+		return r;
+	}
+	s->dirfd = -1;
+	s->seg_fd = -1;
+	s->rdonly = io == NULL;
+	if (io)
+		s->io = *io;
+	if (lim)
+		s->lim = *lim;
+	if (!s->lim.segment_size)
+		s->lim.segment_size = QUEUE_SEG_DEFAULT;
+	s->tabsize = 1024;
+	s->tab = calloc(s->tabsize, sizeof(*s->tab));
+	if (!s->tab) {
+		r = -ENOMEM;
+		queue_seterr(err, errlen, "cannot open spool", dir, r);
+		goto fail;
+	}
+
+	/* Only the spool directory itself is created, not its parents. */
+	if (!s->rdonly && mkdir(dir, 0750) < 0 && errno != EEXIST) {
+		r = -errno;
+		queue_seterr(err, errlen, "cannot create directory", dir, r);
+		goto fail;
+	}
+	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dirfd < 0) {
+		r = -errno;
+		queue_seterr(err, errlen, "cannot open directory", dir, r);
+		goto fail;
+	}
+
+	/* Two writers would interleave records; readers need no lock. */
+	if (!s->rdonly && flock(s->dirfd, LOCK_EX | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		queue_seterr(err, errlen, "spool is locked", dir, r);
+		goto fail;
+	}
+
+	r = queue_spool_recover(s, err, errlen, dir);
+	if (r < 0)
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	queue_spool_close(s);
+	return r;
+}
+
+/* queue_spool_close - release the spool; unflushed records are dropped. */
+void queue_spool_close(struct queue_spool *s)
+{
+	struct queue_ent *e, *next;
+
+	if (!s)
+		return;
+	for (e = s->head; e; e = next) {
+		next = e->next;
+		queue_ent_free(e);
+	}
+	free(s->tab);
+	free(s->pending.buf);
+	free(s->pending.items);
+	free(s->flight.buf);
+	free(s->flight.items);
+	if (s->seg_fd >= 0)
+		close(s->seg_fd);
+	if (s->dirfd >= 0)
+		close(s->dirfd); /* drops the lock */
+	free(s);
+}
+
+/* ---- admission ---- */
+
+/* queue_free_bytes - free disk space, from statvfs at most once a second. */
+static uint64_t queue_free_bytes(struct queue_spool *s)
+{
+	int64_t now = queue_now_ms(CLOCK_MONOTONIC);
+	struct statvfs sv;
+
+	if (!s->free_valid || now - s->free_ms >= QUEUE_FREE_MS) {
+		if (fstatvfs(s->dirfd, &sv) < 0)
+			return UINT64_MAX; /* cannot tell: let writes decide */
+		s->free_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
+		s->free_ms = now;
+		s->free_valid = true;
+	}
+	return s->free_bytes;
+}
+
+/* queue_spool_can_accept - may a message of size bytes be added now? */
+int queue_spool_can_accept(struct queue_spool *s, uint64_t size)
+{
+	uint64_t free;
+
+	if (s->rdonly)
+		return -EROFS;
+
+	/*
+	 * After QUEUE_FAIL_TRIP failed batches in a row, refuse for
+	 * QUEUE_FAIL_HOLD_MS after the last failure; then let mail in again
+	 * as a probe. One good batch clears the run; a bad one holds again.
+	 */
+	if (s->fail_run >= QUEUE_FAIL_TRIP &&
+	    queue_now_ms(CLOCK_MONOTONIC) - s->fail_ms < QUEUE_FAIL_HOLD_MS)
+		return -EIO;
+
+	if (s->lim.max_size &&
+	    (size > s->lim.max_size || s->live_bytes > s->lim.max_size - size))
+		return -ENOSPC;
+	free = queue_free_bytes(s);
+	if (free < s->lim.minfree || free - s->lim.minfree < size)
+		return -ENOSPC;
+	return 0;
+}
+
+/* ---- group commit ---- */
+
+/* queue_batch_reset - empty a batch, keeping its memory. */
+static void queue_batch_reset(struct queue_batch *b)
+{
+	b->len = 0;
+	b->nitems = 0;
+}
+
+/*
+ * queue_batch_fail - the batch in flight failed with err: cut the segment
+ * back, drop its messages and tell their callbacks.
+ */
+static void queue_batch_fail(struct queue_spool *s, int err)
+{
+	struct queue_batch *b = &s->flight;
+	struct queue_ent *e;
+
+	/*
+	 * Cutting back keeps the segment a clean run of confirmed records.
+	 * Should the cut itself fail, the next batch goes to a new segment
+	 * rather than after bytes nobody confirmed. A crash before the cut
+	 * reaches the disk may bring records of this batch back: their
+	 * senders were told to retry, so such mail is delivered twice, which
+	 * is the worst case waxseal allows.
+	 */
+	if (ftruncate(s->seg_fd, (off_t)s->seg_len) < 0)
+		s->seg_roll = true;
+
+	s->st.failures++;
+	s->fail_run++;
+	s->fail_ms = queue_now_ms(CLOCK_MONOTONIC);
+	if (err == -ENOSPC)
+		s->free_valid = false; /* the disk is full: look again */
+
+	for (size_t i = 0; i < b->nitems; i++)
+		if ((e = queue_tab_find(s, b->items[i].idval)))
+			queue_index_del(s, e);
+	for (size_t i = 0; i < b->nitems; i++)
+		if (b->items[i].cb)
+			b->items[i].cb(b->items[i].arg, err, b->items[i].id);
+
+	queue_batch_reset(b);
+	s->busy = false;
+}
+
+/* queue_batch_done - the batch in flight is durable: tell its callbacks. */
+static void queue_batch_done(struct queue_spool *s)
+{
+	struct queue_batch *b = &s->flight;
+	struct queue_ent *e;
+
+	s->seg_len = s->wr_base + b->len;
+	s->st.batches++;
+	s->st.fsyncs++;
+	s->st.bytes += b->len;
+	s->st.messages += b->nitems;
+	s->fail_run = 0;
+
+	/* A message already done while in flight has no entry left. */
+	for (size_t i = 0; i < b->nitems; i++) {
+		e = queue_tab_find(s, b->items[i].idval);
+		if (!e)
+			continue;
+		e->m.durable = true;
+		e->m.segment = s->seg_num;
+		e->m.offset = s->wr_base + b->items[i].reloff;
+	}
+
+	/* busy stays set so that a flush from a callback waits for us. */
+	for (size_t i = 0; i < b->nitems; i++)
+		if (b->items[i].cb)
+			b->items[i].cb(b->items[i].arg, 0, b->items[i].id);
+
+	queue_batch_reset(b);
+	s->busy = false;
+	queue_spool_flush(s);
+}
+
+/* queue_spool_sync_cb - fdatasync of the batch finished. */
+static void queue_spool_sync_cb(void *arg, int res)
+{
+	struct queue_spool *s = arg;
+
+	if (res < 0)
+		queue_batch_fail(s, res);
+	else
+		queue_batch_done(s);
+}
+
+static void queue_spool_write_cb(void *arg, int res);
+
+/* queue_write_more - submit the unwritten rest of the batch, or the sync. */
+static int queue_write_more(struct queue_spool *s)
+{
+	struct queue_batch *b = &s->flight;
+
+	if (s->wr_done < b->len)
+		return s->io.pwrite(s->io.ctx, s->seg_fd, b->buf + s->wr_done,
+				    b->len - s->wr_done,
+				    s->wr_base + s->wr_done,
+				    queue_spool_write_cb, s);
+	return s->io.fdatasync(s->io.ctx, s->seg_fd, queue_spool_sync_cb, s);
+}
+
+/* queue_spool_write_cb - a pwrite of the batch finished, maybe short. */
+static void queue_spool_write_cb(void *arg, int res)
+{
+	struct queue_spool *s = arg;
+	int r = res;
+
+	/* A write that makes no progress would be retried for ever. */
+	if (r == 0)
+		r = -EIO;
+	if (r < 0)
+		goto fail;
+
+	s->wr_done += (uint64_t)res;
+	r = queue_write_more(s);
+	if (r < 0)
+		goto fail;
+	return;
+fail:
+	queue_batch_fail(s, r);
+}
+
+/* queue_spool_flush - start writing the pending batch if none is in flight. */
+void queue_spool_flush(struct queue_spool *s)
+{
+	struct queue_batch tmp;
+	int r;
+
+	if (s->rdonly || s->busy || s->pending.len == 0)
+		return;
+
+	tmp = s->flight;
+	s->flight = s->pending;
+	s->pending = tmp;
+	s->busy = true;
+
+	/* Segments switch between batches, never inside one. */
+	if (s->seg_roll || s->seg_len >= s->lim.segment_size) {
+		r = queue_seg_next(s);
+		if (r < 0)
+			goto fail;
+	}
+
+	s->wr_base = s->seg_len;
+	s->wr_done = 0;
+	r = queue_write_more(s);
+	if (r < 0)
+		goto fail;
+	return;
+fail:
+	queue_batch_fail(s, r);
+}
+
+/* queue_spool_idle - true when nothing is pending or in flight. */
+bool queue_spool_idle(const struct queue_spool *s)
+{
+	return !s->busy && s->pending.len == 0;
+}
+
+/* queue_spool_append - add a message to the pending batch. */
+int queue_spool_append(struct queue_spool *s, const struct queue_msg_in *m,
+		       queue_append_cb cb, void *arg, char id[QUEUE_ID_LEN + 1])
+{
+	struct queue_batch *b = &s->pending;
+	struct queue_item *it;
+	struct queue_ent *e;
+	unsigned char *rec;
+	uint64_t dlen;
+	int64_t plen;
+	char ids[QUEUE_ID_LEN + 1];
+	int r;
+
+	if (s->rdonly)
+		return -EROFS;
+	plen = queue_msg_size(m, &dlen);
+	if (plen < 0)
+		return (int)plen;
+	r = queue_spool_can_accept(s, QUEUE_HDR + (uint64_t)plen);
+	if (r < 0)
+		return r;
+
+	/* Only a damaged spool can hold the largest ID; never wrap past it. */
+	if (s->last_id == UINT64_MAX)
+		return -EOVERFLOW;
+	r = queue_batch_reserve(b, QUEUE_HDR + (size_t)plen);
+	if (r < 0)
+		return r;
+
+	/* Encode into the batch, then index what was encoded. */
+	queue_id_format(queue_id_next(s), ids);
+	rec = b->buf + b->len;
+	queue_msg_encode(rec + QUEUE_HDR, m, ids, dlen);
+	queue_rec_seal(rec, QUEUE_REC_MSG, (size_t)plen);
+	r = queue_msg_decode(rec + QUEUE_HDR, (size_t)plen, &e);
+	if (r < 0)
+		return r;
+	r = queue_index_add(s, e);
+	if (r < 0) {
+		queue_ent_free(e);
+		return r;
+	}
+
+	it = &b->items[b->nitems++];
+	it->cb = cb;
+	it->arg = arg;
+	it->idval = e->idval;
+	it->reloff = b->len;
+	memcpy(it->id, ids, sizeof(ids));
+	b->len += e->reclen;
+	if (s->free_valid)
+		s->free_bytes -=
+		    s->free_bytes < e->reclen ? s->free_bytes : e->reclen;
+	if (id)
+		memcpy(id, ids, sizeof(ids));
+	return 0;
+}
+
+/* queue_spool_done - append a DONE record and drop id from the index. */
+int queue_spool_done(struct queue_spool *s, const char *id)
+{
+	struct queue_batch *b = &s->pending;
+	struct queue_ent *e;
+	unsigned char *rec;
+	int r;
+
+	if (s->rdonly)
+		return -EROFS;
+	e = (struct queue_ent *)queue_spool_find(s, id);
+	if (!e)
+		return -ENOENT;
+	r = queue_batch_reserve(b, QUEUE_HDR + QUEUE_ID_LEN);
+	if (r < 0)
+		return r;
+
+	rec = b->buf + b->len;
+	memcpy(rec + QUEUE_HDR, e->m.id, QUEUE_ID_LEN);
+	queue_rec_seal(rec, QUEUE_REC_DONE, QUEUE_ID_LEN);
+	b->len += QUEUE_HDR + QUEUE_ID_LEN;
+	queue_index_del(s, e);
+	return 0;
+}
+
+/* ---- lookups ---- */
+
+/* queue_spool_count - number of live messages. */
+size_t queue_spool_count(const struct queue_spool *s)
+{
+	return s->count;
+}
+
+/* queue_spool_foreach - call fn for each live message, oldest first. */
+int queue_spool_foreach(struct queue_spool *s,
+			int (*fn)(void *arg, const struct queue_msg *m),
+			void *arg)
+{
+	int r;
+
+	for (struct queue_ent *e = s->head; e; e = e->next)
+		if ((r = fn(arg, &e->m)))
+			return r;
+	return 0;
+}
+
+/* queue_spool_find - the live message id, or NULL. */
+const struct queue_msg *queue_spool_find(struct queue_spool *s, const char *id)
+{
+	struct queue_ent *e;
+	uint64_t v;
+
+	if (!id || strnlen(id, QUEUE_ID_LEN + 1) != QUEUE_ID_LEN ||
+	    queue_id_parse(id, &v) < 0)
+		return NULL;
+	e = queue_tab_find(s, v);
+	return e ? &e->m : NULL;
+}
+
+/* queue_pread_all - read exactly len bytes at off. */
+static int queue_pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t k =
+		    pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EIO;
+		got += (size_t)k;
+	}
+	return 0;
+}
+
+/* queue_spool_read - read the data of a durable live message. */
+int queue_spool_read(struct queue_spool *s, const char *id, char **buf,
+		     size_t *len)
+{
+	const struct queue_msg *m = queue_spool_find(s, id);
+	const struct queue_ent *e = (const struct queue_ent *)m;
+	unsigned char *rec = NULL;
+	char name[32];
+	int fd = -1, r;
+
+	if (!m)
+		return -ENOENT;
+	if (!m->durable)
+		return -EAGAIN;
+
+	if (!s->rdonly && m->segment == s->seg_num) {
+		fd = s->seg_fd;
+	} else {
+		queue_seg_name(name, sizeof(name), m->segment);
+		fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+	}
+
+	r = -ENOMEM;
+	rec = malloc(e->reclen);
+	if (!rec)
+		goto fail;
+	r = queue_pread_all(fd, rec, e->reclen, m->offset);
+	if (r < 0)
+		goto fail;
+
+	/* The disk may have changed under us since recovery. */
+	r = -EIO;
+	if (memcmp(rec, QUEUE_MAGIC, 4) || rec[4] != QUEUE_REC_MSG ||
+	    queue_get32(rec + 8) != e->reclen - QUEUE_HDR ||
+	    queue_rec_crc(rec, e->reclen - QUEUE_HDR) != queue_get32(rec + 12))
+		goto fail;
+
+	memmove(rec, rec + e->data_off, m->size);
+	*buf = (char *)rec;
+	*len = m->size;
+	if (fd != s->seg_fd)
+		close(fd);
+	return 0;
+fail:
+	free(rec);
+	if (fd != s->seg_fd)
+		close(fd);
+	return r;
+}
+
+/* queue_spool_stats - counters since open. */
+void queue_spool_stats(const struct queue_spool *s, struct queue_stats *st)
+{
+	*st = s->st;
+}

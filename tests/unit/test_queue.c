@@ -1,0 +1,1196 @@
+/*
+ * test_queue - the spool: group commit, failures, recovery, IDs, limits.
+ *
+ * The spool's struct queue_io is played by a fake that performs each
+ * pwrite/fdatasync at once but holds its completion until the test pumps
+ * it, so a test sees exactly what is in flight; it can also fail writes or
+ * syncs and cut writes short.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "queue/queue.h"
+
+/* ---- the fake io ---- */
+
+struct fake_op {
+	queue_io_cb cb;
+	void *arg;
+	int res;
+};
+
+struct fake_io {
+	struct fake_op q[64];
+	size_t nq;
+	int writes;	  /* pwrite submissions */
+	int syncs;	  /* fdatasync submissions */
+	size_t max_nq;	  /* most completions outstanding at once */
+	size_t wlen[256]; /* length of each pwrite submission */
+	size_t short_max; /* 0: write everything asked */
+	int write_err;	  /* errno for the next write_err_n writes */
+	int write_err_n;
+	int sync_err; /* errno for the next sync_err_n syncs */
+	int sync_err_n;
+	int submit_err; /* -errno returned by the next pwrite call */
+};
+
+/* fake_push - queue a completion for the test to deliver later. */
+static void fake_push(struct fake_io *f, queue_io_cb cb, void *arg, int res)
+{
+	cr_assert_lt(f->nq, 64);
+	f->q[f->nq++] = (struct fake_op){cb, arg, res};
+	if (f->nq > f->max_nq)
+		f->max_nq = f->nq;
+}
+
+/* fake_pwrite - write now (maybe short or half then failing). */
+static int fake_pwrite(void *ctx, int fd, const void *buf, size_t len,
+		       uint64_t off, queue_io_cb cb, void *arg)
+{
+	struct fake_io *f = ctx;
+	ssize_t n;
+
+	if (f->submit_err) {
+		int r = f->submit_err;
+
+		f->submit_err = 0;
+		return r;
+	}
+	if (f->writes < 256)
+		f->wlen[f->writes] = len;
+	f->writes++;
+
+	/* A failing write still puts half its bytes on disk. */
+	if (f->write_err_n > 0) {
+		f->write_err_n--;
+		n = pwrite(fd, buf, len / 2, (off_t)off);
+		cr_assert_geq(n, 0);
+		fake_push(f, cb, arg, -f->write_err);
+		return 0;
+	}
+	if (f->short_max && len > f->short_max)
+		len = f->short_max;
+	n = pwrite(fd, buf, len, (off_t)off);
+	fake_push(f, cb, arg, n < 0 ? -errno : (int)n);
+	return 0;
+}
+
+/* fake_fdatasync - sync now, or pretend the disk failed. */
+static int fake_fdatasync(void *ctx, int fd, queue_io_cb cb, void *arg)
+{
+	struct fake_io *f = ctx;
+
+	f->syncs++;
+	if (f->sync_err_n > 0) {
+		f->sync_err_n--;
+		fake_push(f, cb, arg, -f->sync_err);
+		return 0;
+	}
+	fake_push(f, cb, arg, fdatasync(fd) < 0 ? -errno : 0);
+	return 0;
+}
+
+/* fake_pump - deliver the oldest completion; false if there was none. */
+static bool fake_pump(struct fake_io *f)
+{
+	struct fake_op op;
+
+	if (f->nq == 0)
+		return false;
+	op = f->q[0];
+	memmove(f->q, f->q + 1, (f->nq - 1) * sizeof(f->q[0]));
+	f->nq--;
+	op.cb(op.arg, op.res);
+	return true;
+}
+
+/* fake_pump_all - deliver completions until nothing is outstanding. */
+static void fake_pump_all(struct fake_io *f)
+{
+	while (fake_pump(f))
+		;
+}
+
+/* fake_io - a struct queue_io over f. */
+static struct queue_io fake_io(struct fake_io *f)
+{
+	return (struct queue_io){f, fake_pwrite, fake_fdatasync};
+}
+
+/* ---- fixtures and helpers ---- */
+
+static char tmp[64];
+static char dir[128];
+static struct fake_io fio;
+static struct queue_io io;
+
+/* rm_one - nftw callback that removes every file and directory. */
+static int rm_one(const char *p, const struct stat *sb, int flag,
+		  struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+/* setup - a fresh scratch directory and a fake io for each test. */
+static void setup(void)
+{
+	strcpy(tmp, "/tmp/waxseal-queue-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmp));
+	snprintf(dir, sizeof(dir), "%s/spool", tmp);
+	memset(&fio, 0, sizeof(fio));
+	io = fake_io(&fio);
+}
+
+/* teardown - remove the scratch directory. */
+static void teardown(void)
+{
+	nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(queue, .init = setup, .fini = teardown);
+
+/* A message made from a seed: envelope and data both depend on it. */
+struct tmsg {
+	char sender[64];
+	char rcpt[3][64];
+	const char *rcpts[3];
+	char *data;
+	size_t len;
+	struct iovec iov[2];
+	struct queue_msg_in in;
+};
+
+/* tmsg_make - a message of len data bytes derived from seed. */
+static void tmsg_make(struct tmsg *t, unsigned seed, size_t len)
+{
+	unsigned x = seed * 2654435761u + 1;
+
+	snprintf(t->sender, sizeof(t->sender), "list-%u@news.example", seed);
+	for (int i = 0; i < 3; i++) {
+		snprintf(t->rcpt[i], sizeof(t->rcpt[i]), "user%u.%d@dest.test",
+			 seed, i);
+		t->rcpts[i] = t->rcpt[i];
+	}
+	t->len = len;
+	t->data = malloc(len ? len : 1);
+	cr_assert_not_null(t->data);
+	for (size_t i = 0; i < len; i++) {
+		x = x * 1103515245u + 12345u;
+		t->data[i] = (char)(x >> 16);
+	}
+
+	/* Two pieces, so that the spool has to join iovecs. */
+	t->iov[0] = (struct iovec){t->data, len / 3};
+	t->iov[1] = (struct iovec){t->data + len / 3, len - len / 3};
+	t->in = (struct queue_msg_in){
+	    .sender = t->sender,
+	    .rcpts = t->rcpts,
+	    .nrcpt = 1 + seed % 3,
+	    .data = t->iov,
+	    .ndata = 2,
+	    .arrival_ms = 1700000000000 + seed,
+	    .flags = seed & 3,
+	};
+}
+
+/* tmsg_free - release what tmsg_make allocated. */
+static void tmsg_free(struct tmsg *t)
+{
+	free(t->data);
+}
+
+/* What an append callback saw. */
+struct seen {
+	int calls;
+	int res;
+	char id[QUEUE_ID_LEN + 1];
+};
+
+/* seen_cb - record an append callback. */
+static void seen_cb(void *arg, int res, const char *id)
+{
+	struct seen *s = arg;
+
+	s->calls++;
+	s->res = res;
+	snprintf(s->id, sizeof(s->id), "%s", id);
+}
+
+/* open_rw - open the test spool read-write over the fake io. */
+static struct queue_spool *open_rw(const struct queue_limits *lim)
+{
+	struct queue_spool *s = NULL;
+	char err[256] = "";
+	int r = queue_spool_open(&s, dir, lim, &io, err, sizeof(err));
+
+	cr_assert_eq(r, 0, "open: %d %s", r, err);
+	return s;
+}
+
+/* open_ro - open the test spool read-only. */
+static struct queue_spool *open_ro(void)
+{
+	struct queue_spool *s = NULL;
+	char err[256] = "";
+	int r = queue_spool_open(&s, dir, NULL, NULL, err, sizeof(err));
+
+	cr_assert_eq(r, 0, "open ro: %d %s", r, err);
+	return s;
+}
+
+/* append_one - append t, flush and wait until it is durable. */
+static void append_one(struct queue_spool *s, struct tmsg *t, char *id)
+{
+	struct seen sn = {0};
+
+	cr_assert_eq(queue_spool_append(s, &t->in, seen_cb, &sn, id), 0);
+	queue_spool_flush(s);
+	fake_pump_all(&fio);
+	cr_assert_eq(sn.calls, 1);
+	cr_assert_eq(sn.res, 0);
+	cr_assert_str_eq(sn.id, id);
+}
+
+/* check_msg - the spool holds t under id, envelope and data intact. */
+static void check_msg(struct queue_spool *s, const char *id,
+		      const struct tmsg *t)
+{
+	const struct queue_msg *m = queue_spool_find(s, id);
+	char *buf = NULL;
+	size_t len = 0;
+
+	cr_assert_not_null(m, "missing %s", id);
+	cr_assert_str_eq(m->id, id);
+	cr_assert_str_eq(m->sender, t->sender);
+	cr_assert_eq(m->nrcpt, t->in.nrcpt);
+	for (size_t i = 0; i < m->nrcpt; i++)
+		cr_assert_str_eq(m->rcpts[i], t->rcpts[i]);
+	cr_assert_eq(m->arrival_ms, t->in.arrival_ms);
+	cr_assert_eq(m->flags, t->in.flags);
+	cr_assert_eq(m->size, t->len);
+	cr_assert(m->durable);
+
+	cr_assert_eq(queue_spool_read(s, id, &buf, &len), 0);
+	cr_assert_eq(len, t->len);
+	cr_assert_eq(memcmp(buf, t->data, len), 0);
+	free(buf);
+}
+
+/* seg_path - path of segment num of the test spool. */
+static void seg_path(char *buf, size_t len, unsigned num)
+{
+	snprintf(buf, len, "%s/seg-%08u.log", dir, num);
+}
+
+/* seg_size - size of segment num on disk. */
+static off_t seg_size(unsigned num)
+{
+	char p[256];
+	struct stat sb;
+
+	seg_path(p, sizeof(p), num);
+	cr_assert_eq(stat(p, &sb), 0, "stat %s", p);
+	return sb.st_size;
+}
+
+/* slurp - the whole of a file in a malloc'd buffer. */
+static char *slurp(const char *p, size_t *len)
+{
+	FILE *f = fopen(p, "rb");
+	char *buf;
+	long n;
+
+	cr_assert_not_null(f, "%s", p);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	buf = malloc(n ? (size_t)n : 1);
+	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+/* spit - replace a file with len bytes of buf. */
+static void spit(const char *p, const void *buf, size_t len)
+{
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+}
+
+/* ---- CRC-32C ---- */
+
+Test(queue, crc32c_vectors)
+{
+	unsigned char buf[32];
+
+	cr_assert_eq(queue_crc32c(0, "123456789", 9), 0xE3069283u);
+	cr_assert_eq(queue_crc32c_sw(0, "123456789", 9), 0xE3069283u);
+
+	/* RFC 3720, appendix B.4. */
+	memset(buf, 0, sizeof(buf));
+	cr_assert_eq(queue_crc32c(0, buf, 32), 0x8A9136AAu);
+	cr_assert_eq(queue_crc32c_sw(0, buf, 32), 0x8A9136AAu);
+	memset(buf, 0xff, sizeof(buf));
+	cr_assert_eq(queue_crc32c(0, buf, 32), 0x62A8AB43u);
+	for (int i = 0; i < 32; i++)
+		buf[i] = (unsigned char)i;
+	cr_assert_eq(queue_crc32c(0, buf, 32), 0x46DD794Eu);
+	cr_assert_eq(queue_crc32c_sw(0, buf, 32), 0x46DD794Eu);
+	for (int i = 0; i < 32; i++)
+		buf[i] = (unsigned char)(31 - i);
+	cr_assert_eq(queue_crc32c(0, buf, 32), 0x113FDB5Cu);
+}
+
+Test(queue, crc32c_paths_agree)
+{
+	unsigned char buf[600];
+	unsigned x = 7;
+
+	for (size_t i = 0; i < sizeof(buf); i++) {
+		x = x * 1103515245u + 12345u;
+		buf[i] = (unsigned char)(x >> 16);
+	}
+
+	/* Every length and alignment, and continuation at every split. */
+	for (size_t off = 0; off < 8; off++)
+		for (size_t len = 0; len + off <= 300; len++) {
+			uint32_t a = queue_crc32c(0, buf + off, len);
+			uint32_t b = queue_crc32c_sw(0, buf + off, len);
+			size_t cut = len / 3;
+			uint32_t c =
+			    queue_crc32c(queue_crc32c(0, buf + off, cut),
+					 buf + off + cut, len - cut);
+
+			cr_assert_eq(a, b, "off %zu len %zu", off, len);
+			cr_assert_eq(a, c, "off %zu len %zu", off, len);
+		}
+}
+
+/* ---- append and group commit ---- */
+
+Test(queue, append_flush_callback)
+{
+	struct queue_spool *s = open_rw(NULL);
+	struct seen sn = {0};
+	struct queue_stats st;
+	struct tmsg t;
+	char id[QUEUE_ID_LEN + 1] = "";
+
+	tmsg_make(&t, 1, 1000);
+	cr_assert_eq(queue_spool_append(s, &t.in, seen_cb, &sn, id), 0);
+	cr_assert_eq(strlen(id), QUEUE_ID_LEN);
+	cr_assert_eq(strspn(id, "0123456789ABCDEF"), QUEUE_ID_LEN);
+	cr_assert_eq(queue_spool_count(s), 1);
+	cr_assert_not(queue_spool_find(s, id)->durable);
+	cr_assert_not(queue_spool_idle(s));
+	cr_assert_eq(queue_spool_read(s, id, &(char *){0}, &(size_t){0}),
+		     -EAGAIN);
+
+	/* Nothing is confirmed before the disk says so. */
+	queue_spool_flush(s);
+	cr_assert_eq(sn.calls, 0);
+	cr_assert_eq(fio.writes, 1);
+	fake_pump(&fio);
+	cr_assert_eq(sn.calls, 0);
+	cr_assert_eq(fio.syncs, 1);
+	fake_pump(&fio);
+	cr_assert_eq(sn.calls, 1);
+	cr_assert_eq(sn.res, 0);
+	cr_assert_str_eq(sn.id, id);
+	cr_assert(queue_spool_idle(s));
+
+	queue_spool_stats(s, &st);
+	cr_assert_eq(st.messages, 1);
+	cr_assert_eq(st.batches, 1);
+	cr_assert_eq(st.fsyncs, 1);
+	cr_assert_eq(st.bytes, (uint64_t)seg_size(1));
+	cr_assert_eq(st.failures, 0);
+	check_msg(s, id, &t);
+	queue_spool_close(s);
+
+	s = open_rw(NULL);
+	check_msg(s, id, &t);
+	queue_spool_close(s);
+	tmsg_free(&t);
+}
+
+Test(queue, group_commit)
+{
+	struct queue_spool *s = open_rw(NULL);
+	struct tmsg t[150];
+	struct seen sn[150];
+	char id[150][QUEUE_ID_LEN + 1];
+
+	memset(sn, 0, sizeof(sn));
+	for (int i = 0; i < 150; i++)
+		tmsg_make(&t[i], (unsigned)i, 50 + (size_t)i * 7);
+
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(
+		    queue_spool_append(s, &t[i].in, seen_cb, &sn[i], id[i]), 0);
+	queue_spool_flush(s);
+	cr_assert_eq(fio.writes, 1);
+
+	/* Appends and flushes during flight wait for the next batch. */
+	for (int i = 100; i < 150; i++) {
+		cr_assert_eq(
+		    queue_spool_append(s, &t[i].in, seen_cb, &sn[i], id[i]), 0);
+		queue_spool_flush(s);
+	}
+	cr_assert_eq(fio.writes, 1);
+	fake_pump(&fio); /* write done: sync goes out */
+	cr_assert_eq(fio.syncs, 1);
+	cr_assert_eq(fio.writes, 1);
+	for (int i = 0; i < 150; i++)
+		cr_assert_eq(sn[i].calls, 0);
+
+	fake_pump(&fio); /* sync done: first batch confirmed */
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(sn[i].calls, 1);
+	for (int i = 100; i < 150; i++)
+		cr_assert_eq(sn[i].calls, 0);
+	cr_assert_eq(fio.writes, 2, "the next batch starts by itself");
+
+	fake_pump_all(&fio);
+	for (int i = 0; i < 150; i++) {
+		cr_assert_eq(sn[i].calls, 1);
+		cr_assert_eq(sn[i].res, 0);
+		cr_assert_str_eq(sn[i].id, id[i]);
+	}
+	cr_assert_eq(fio.writes, 2);
+	cr_assert_eq(fio.syncs, 2);
+	cr_assert_eq(fio.max_nq, 1, "one operation in flight at a time");
+
+	/* The second batch begins where the first one ended. */
+	cr_assert_eq(queue_spool_find(s, id[100])->offset, fio.wlen[0]);
+	cr_assert_eq((uint64_t)seg_size(1), fio.wlen[0] + fio.wlen[1]);
+	queue_spool_close(s);
+
+	s = open_rw(NULL);
+	cr_assert_eq(queue_spool_count(s), 150);
+	for (int i = 0; i < 150; i++)
+		check_msg(s, id[i], &t[i]);
+	queue_spool_close(s);
+	for (int i = 0; i < 150; i++)
+		tmsg_free(&t[i]);
+}
+
+/* collect_cb - gather IDs in order, stop at the fourth. */
+static int collect_cb(void *arg, const struct queue_msg *m)
+{
+	char(*ids)[QUEUE_ID_LEN + 1] = arg;
+	int i = 0;
+
+	while (ids[i][0])
+		i++;
+	strcpy(ids[i], m->id);
+	return i == 3 ? 42 : 0;
+}
+
+Test(queue, foreach_order)
+{
+	struct queue_spool *s = open_rw(NULL);
+	char id[6][QUEUE_ID_LEN + 1], got[8][QUEUE_ID_LEN + 1];
+	struct tmsg t;
+
+	tmsg_make(&t, 3, 10);
+	for (int i = 0; i < 6; i++)
+		cr_assert_eq(queue_spool_append(s, &t.in, NULL, NULL, id[i]),
+			     0);
+	queue_spool_flush(s);
+	fake_pump_all(&fio);
+	cr_assert_eq(queue_spool_done(s, id[1]), 0);
+	queue_spool_flush(s);
+	fake_pump_all(&fio);
+
+	/* Oldest first, stopping at the fourth with its return value. */
+	memset(got, 0, sizeof(got));
+	cr_assert_eq(queue_spool_foreach(s, collect_cb, got), 42);
+	cr_assert_str_eq(got[0], id[0]);
+	cr_assert_str_eq(got[1], id[2]);
+	cr_assert_str_eq(got[2], id[3]);
+	cr_assert_str_eq(got[3], id[4]);
+	cr_assert_eq(got[4][0], '\0');
+	queue_spool_close(s);
+	tmsg_free(&t);
+}
+
+Test(queue, short_writes)
+{
+	struct queue_spool *s = open_rw(NULL);
+	struct tmsg t[10];
+	struct seen sn[10];
+	char id[10][QUEUE_ID_LEN + 1];
+
+	memset(sn, 0, sizeof(sn));
+	fio.short_max = 37;
+	for (int i = 0; i < 10; i++) {
+		tmsg_make(&t[i], (unsigned)i + 20, 100);
+		cr_assert_eq(
+		    queue_spool_append(s, &t[i].in, seen_cb, &sn[i], id[i]), 0);
+	}
+	queue_spool_flush(s);
+	fake_pump_all(&fio);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(sn[i].res, 0);
+	cr_assert_gt(fio.writes, 10);
+	cr_assert_eq(fio.syncs, 1);
+	queue_spool_close(s);
+
+	s = open_rw(NULL);
+	cr_assert_eq(queue_spool_count(s), 10);
+	for (int i = 0; i < 10; i++)
+		check_msg(s, id[i], &t[i]);
+	queue_spool_close(s);
+	for (int i = 0; i < 10; i++)
+		tmsg_free(&t[i]);
+}
+
+/*
+ * batch_failure - three good messages, then a batch that fails in the way
+ * set up by arm(); the good ones must survive and the segment be cut back.
+ */
+static void batch_failure(void (*arm)(void), int want)
+{
+	struct queue_spool *s = open_rw(NULL);
+	struct tmsg t[6];
+	struct seen sn[6];
+	struct queue_stats st;
+	char id[6][QUEUE_ID_LEN + 1];
+	off_t durable;
+
+	memset(sn, 0, sizeof(sn));
+	for (int i = 0; i < 6; i++)
+		tmsg_make(&t[i], (unsigned)i + 40, 300);
+	for (int i = 0; i < 3; i++)
+		append_one(s, &t[i], id[i]);
+	durable = seg_size(1);
+
+	arm();
+	for (int i = 3; i < 5; i++)
+		cr_assert_eq(
+		    queue_spool_append(s, &t[i].in, seen_cb, &sn[i], id[i]), 0);
+	queue_spool_flush(s);
+	fake_pump_all(&fio);
+	for (int i = 3; i < 5; i++) {
+		cr_assert_eq(sn[i].calls, 1);
+		cr_assert_eq(sn[i].res, want);
+		cr_assert_null(queue_spool_find(s, id[i]));
+	}
+	cr_assert_eq(queue_spool_count(s), 3);
+	cr_assert_eq(seg_size(1), durable, "segment cut back");
+	queue_spool_stats(s, &st);
+	cr_assert_eq(st.failures, 1);
+	cr_assert_eq(st.batches, 3);
+
+	/* One failure does not stop the spool. */
+	cr_assert_eq(queue_spool_can_accept(s, 100), 0);
+	append_one(s, &t[5], id[5]);
+	queue_spool_close(s);
+
+	s = open_rw(NULL);
+	cr_assert_eq(queue_spool_count(s), 4);
+	for (int i = 0; i < 3; i++)
+		check_msg(s, id[i], &t[i]);
+	check_msg(s, id[5], &t[5]);
+	cr_assert_null(queue_spool_find(s, id[3]));
+	cr_assert_null(queue_spool_find(s, id[4]));
+	queue_spool_stats(s, &st);
+	cr_assert_eq(st.recovered_cut_bytes, 0);
+	queue_spool_close(s);
+	for (int i = 0; i < 6; i++)
+		tmsg_free(&t[i]);
+}
+
+/* arm_write_enospc - the next write fails half-way with ENOSPC. */
+static void arm_write_enospc(void)
+{
+	fio.write_err = ENOSPC;
+	fio.write_err_n = 1;
+}
+
+/* arm_sync_eio - the next fdatasync fails with EIO. */
+static void arm_sync_eio(void)
+{
+	fio.sync_err = EIO;
+	fio.sync_err_n = 1;
+}
+
+/* arm_submit_eagain - the next pwrite cannot even be submitted. */
+static void arm_submit_eagain(void)
+{
+	fio.submit_err = -EAGAIN;
+}
+
+Test(queue, write_enospc)
+{
+	batch_failure(arm_write_enospc, -ENOSPC);
+}
+
+Test(queue, fsync_eio)
+{
+	batch_failure(arm_sync_eio, -EIO);
+}
+
+Test(queue, submit_fails)
+{
+	batch_failure(arm_submit_eagain, -EAGAIN);
+}
+
+Test(queue, repeated_failures_refuse_then_probe)
+{
+	struct queue_spool *s = open_rw(NULL);
+	struct tmsg t;
+	struct seen sn = {0};
+	char id[QUEUE_ID_LEN + 1];
+
+	tmsg_make(&t, 5, 100);
+	fio.sync_err = EIO;
+	fio.sync_err_n = 3;
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(queue_spool_can_accept(s, 100), 0, "round %d", i);
+		cr_assert_eq(queue_spool_append(s, &t.in, seen_cb, &sn, id), 0);
+		queue_spool_flush(s);
+		fake_pump_all(&fio);
+		cr_assert_eq(sn.res, -EIO);
+	}
+	cr_assert_eq(queue_spool_can_accept(s, 100), -EIO);
+	cr_assert_eq(queue_spool_append(s, &t.in, seen_cb, &sn, id), -EIO);
+
+	/* After the hold a probe goes through and clears the state. */
+	usleep(1100 * 1000);
+	cr_assert_eq(queue_spool_can_accept(s, 100), 0);
+	append_one(s, &t, id);
+	fio.sync_err_n = 1;
+	cr_assert_eq(queue_spool_append(s, &t.in, seen_cb, &sn, id), 0);
+	queue_spool_flush(s);
+	fake_pump_all(&fio);
+	cr_assert_eq(sn.res, -EIO);
+	cr_assert_eq(queue_spool_can_accept(s, 100), 0);
+	queue_spool_close(s);
+	tmsg_free(&t);
+}
+
+/* ---- recovery ---- */
+
+Test(queue, torn_tail_every_offset)
+{
+	struct queue_limits lim = {0};
+	struct queue_spool *s = open_rw(&lim);
+	struct queue_stats st;
+	struct tmsg t[4];
+	char id[4][QUEUE_ID_LEN + 1], p[256], *pristine, *now;
+	size_t plen, nlen;
+	uint64_t last;
+
+	for (int i = 0; i < 4; i++)
+		tmsg_make(&t[i], (unsigned)i + 60, i == 2 ? 40 : 200);
+	for (int i = 0; i < 3; i++)
+		append_one(s, &t[i], id[i]);
+	last = queue_spool_find(s, id[2])->offset;
+	queue_spool_close(s);
+	seg_path(p, sizeof(p), 1);
+	pristine = slurp(p, &plen);
+	cr_assert_gt(plen, last + 16);
+
+	for (size_t cut = last; cut < plen; cut++) {
+		spit(p, pristine, cut);
+		s = open_rw(&lim);
+		queue_spool_stats(s, &st);
+		cr_assert_eq(st.recovered_cut_bytes, cut - last, "cut %zu",
+			     cut);
+		cr_assert_eq(queue_spool_count(s), 2, "cut %zu", cut);
+		check_msg(s, id[0], &t[0]);
+		check_msg(s, id[1], &t[1]);
+		cr_assert_null(queue_spool_find(s, id[2]));
+		cr_assert_eq((uint64_t)seg_size(1), last, "cut %zu", cut);
+
+		/* The spool goes on from the cut. */
+		append_one(s, &t[3], id[3]);
+		queue_spool_close(s);
+		s = open_rw(&lim);
+		queue_spool_stats(s, &st);
+		cr_assert_eq(st.recovered_cut_bytes, 0);
+		cr_assert_eq(queue_spool_count(s), 3);
+		check_msg(s, id[0], &t[0]);
+		check_msg(s, id[1], &t[1]);
+		check_msg(s, id[3], &t[3]);
+		queue_spool_close(s);
+	}
+
+	/* The last pass left a spool with the first two records intact. */
+	now = slurp(p, &nlen);
+	cr_assert_eq(memcmp(now, pristine, last), 0);
+	free(now);
+	free(pristine);
+	for (int i = 0; i < 4; i++)
+		tmsg_free(&t[i]);
+}
+
+Test(queue, zero_filled_tail_is_the_end)
+{
+	struct queue_spool *s = open_rw(NULL);
+	struct queue_stats st;
+	struct tmsg t;
+	char id[QUEUE_ID_LEN + 1], p[256], zero[4096] = {0};
+	off_t end;
+	int fd;
+
+	tmsg_make(&t, 70, 300);
+	append_one(s, &t, id);
+	queue_spool_close(s);
+	end = seg_size(1);
+	seg_path(p, sizeof(p), 1);
+	fd = open(p, O_WRONLY | O_APPEND);
+	cr_assert_eq(write(fd, zero, sizeof(zero)), (ssize_t)sizeof(zero));
+	close(fd);
+
+	s = open_rw(NULL);
+	queue_spool_stats(s, &st);
+	cr_assert_eq(st.recovered_cut_bytes, sizeof(zero));
+	cr_assert_eq(seg_size(1), end);
+	check_msg(s, id, &t);
+	queue_spool_close(s);
+	tmsg_free(&t);
+}
+
+Test(queue, corrupt_record_in_older_segment)
+{
+	struct queue_limits lim = {.segment_size = 1};
+	struct queue_spool *s = open_rw(&lim);
+	struct queue_stats st;
+	struct tmsg t[5];
+	char id[5][QUEUE_ID_LEN + 1], p[256], *buf;
+	size_t len;
+	uint64_t off2;
+
+	for (int i = 0; i < 5; i++)
+		tmsg_make(&t[i], (unsigned)i + 80, 120);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(queue_spool_append(s, &t[i].in, NULL, NULL, id[i]),
+			     0);
+	queue_spool_flush(s);
+	fake_pump_all(&fio);
+	append_one(s, &t[3], id[3]);
+	cr_assert_eq(queue_spool_find(s, id[0])->segment, 1);
+	cr_assert_eq(queue_spool_find(s, id[2])->segment, 1);
+	cr_assert_eq(queue_spool_find(s, id[3])->segment, 2);
+	off2 = queue_spool_find(s, id[1])->offset;
+	queue_spool_close(s);
+
+	/* Flip one byte inside the data of the middle record. */
+	seg_path(p, sizeof(p), 1);
+	buf = slurp(p, &len);
+	buf[off2 + 100] ^= 0x20;
+	spit(p, buf, len);
+
+	s = open_rw(&lim);
+	queue_spool_stats(s, &st);
+	cr_assert_eq(st.corrupt_records, 1);
+	cr_assert_eq(st.recovered_cut_bytes, 0);
+	cr_assert_eq(queue_spool_count(s), 2);
+	check_msg(s, id[0], &t[0]);
+	cr_assert_null(queue_spool_find(s, id[1]));
+	cr_assert_null(queue_spool_find(s, id[2]));
+	check_msg(s, id[3], &t[3]);
+	cr_assert_eq((size_t)seg_size(1), len, "older segment left alone");
+
+	append_one(s, &t[4], id[4]);
+	queue_spool_close(s);
+	s = open_rw(&lim);
+	cr_assert_eq(queue_spool_count(s), 3);
+	check_msg(s, id[4], &t[4]);
+	queue_spool_close(s);
+	free(buf);
+	for (int i = 0; i < 5; i++)
+		tmsg_free(&t[i]);
+}
+
+/* put_record - append a raw record of any type with a good checksum. */
+static void put_record(unsigned num, unsigned type, const void *pl, size_t len)
+{
+	unsigned char h[16];
+	char p[256];
+	uint32_t crc;
+	int fd;
+
+	memcpy(h, "WXR1", 4);
+	h[4] = (unsigned char)type;
+	h[5] = h[6] = h[7] = 0;
+	for (int i = 0; i < 4; i++)
+		h[8 + i] = (unsigned char)(len >> (8 * i));
+	crc = queue_crc32c(queue_crc32c(0, h + 4, 8), pl, len);
+	for (int i = 0; i < 4; i++)
+		h[12 + i] = (unsigned char)(crc >> (8 * i));
+
+	seg_path(p, sizeof(p), num);
+	fd = open(p, O_WRONLY | O_APPEND);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, h, 16), 16);
+	cr_assert_eq(write(fd, pl, len), (ssize_t)len);
+	close(fd);
+}
+
+Test(queue, unknown_and_malformed_records_skipped)
+{
+	struct queue_spool *s = open_rw(NULL);
+	struct queue_stats st;
+	struct tmsg t[2];
+	char id[2][QUEUE_ID_LEN + 1];
+
+	tmsg_make(&t[0], 90, 100);
+	tmsg_make(&t[1], 91, 100);
+	append_one(s, &t[0], id[0]);
+	queue_spool_close(s);
+
+	/* A future record type, and a MSG whose lengths do not add up. */
+	put_record(1, 9, "schedule", 8);
+	put_record(1, QUEUE_REC_MSG, "0123456789ABCDEF-too-short", 26);
+
+	s = open_rw(NULL);
+	queue_spool_stats(s, &st);
+	cr_assert_eq(st.skipped_records, 1);
+	cr_assert_eq(st.corrupt_records, 1);
+	cr_assert_eq(st.recovered_cut_bytes, 0);
+	append_one(s, &t[1], id[1]);
+	queue_spool_close(s);
+
+	s = open_rw(NULL);
+	cr_assert_eq(queue_spool_count(s), 2);
+	check_msg(s, id[0], &t[0]);
+	check_msg(s, id[1], &t[1]);
+	queue_spool_close(s);
+	tmsg_free(&t[0]);
+	tmsg_free(&t[1]);
+}
+
+Test(queue, done_records)
+{
+	struct queue_spool *s = open_rw(NULL);
+	struct tmsg t[4];
+	struct seen sn = {0};
+	char id[4][QUEUE_ID_LEN + 1];
+
+	for (int i = 0; i < 4; i++)
+		tmsg_make(&t[i], (unsigned)i + 100, 64);
+	for (int i = 0; i < 3; i++)
+		append_one(s, &t[i], id[i]);
+
+	cr_assert_eq(queue_spool_done(s, id[1]), 0);
+	cr_assert_null(queue_spool_find(s, id[1]));
+	cr_assert_eq(queue_spool_count(s), 2);
+	cr_assert_eq(queue_spool_done(s, id[1]), -ENOENT);
+	cr_assert_eq(queue_spool_done(s, "not-an-id"), -ENOENT);
+	cr_assert_eq(queue_spool_done(s, "0000000000000000"), -ENOENT);
+
+	/* Done before its own batch was written: still confirmed. */
+	cr_assert_eq(queue_spool_append(s, &t[3].in, seen_cb, &sn, id[3]), 0);
+	cr_assert_eq(queue_spool_done(s, id[3]), 0);
+	queue_spool_flush(s);
+	fake_pump_all(&fio);
+	cr_assert_eq(sn.calls, 1);
+	cr_assert_eq(sn.res, 0);
+	queue_spool_close(s);
+
+	s = open_rw(NULL);
+	cr_assert_eq(queue_spool_count(s), 2);
+	check_msg(s, id[0], &t[0]);
+	check_msg(s, id[2], &t[2]);
+	cr_assert_null(queue_spool_find(s, id[1]));
+	cr_assert_null(queue_spool_find(s, id[3]));
+	queue_spool_close(s);
+	for (int i = 0; i < 4; i++)
+		tmsg_free(&t[i]);
+}
+
+Test(queue, segment_rollover)
+{
+	struct queue_limits lim = {.segment_size = 1000};
+	struct queue_spool *s = open_rw(&lim);
+	struct tmsg t[20];
+	char id[20][QUEUE_ID_LEN + 1];
+	uint32_t seg[20];
+	unsigned nseg;
+
+	for (int i = 0; i < 20; i++) {
+		tmsg_make(&t[i], (unsigned)i + 200, 250);
+		append_one(s, &t[i], id[i]);
+		seg[i] = queue_spool_find(s, id[i])->segment;
+		cr_assert_geq(seg[i], i ? seg[i - 1] : 1);
+	}
+	nseg = seg[19];
+	cr_assert_geq(nseg, 5);
+
+	/* Each segment stops within one batch past the limit. */
+	for (unsigned n = 1; n <= nseg; n++) {
+		cr_assert_gt(seg_size(n), 0);
+		cr_assert_lt(seg_size(n), 1000 + 700);
+	}
+	queue_spool_close(s);
+
+	s = open_rw(&lim);
+	cr_assert_eq(queue_spool_count(s), 20);
+	for (int i = 0; i < 20; i++) {
+		check_msg(s, id[i], &t[i]);
+		cr_assert_eq(queue_spool_find(s, id[i])->segment, seg[i]);
+	}
+	queue_spool_close(s);
+	for (int i = 0; i < 20; i++)
+		tmsg_free(&t[i]);
+}
+
+Test(queue, ids_unique_increasing_across_reopen)
+{
+	struct queue_spool *s = open_rw(NULL);
+	static char id[1001][QUEUE_ID_LEN + 1];
+	struct tmsg t;
+
+	tmsg_make(&t, 300, 8);
+	for (int i = 0; i < 500; i++)
+		cr_assert_eq(queue_spool_append(s, &t.in, NULL, NULL, id[i]),
+			     0);
+	queue_spool_flush(s);
+	fake_pump_all(&fio);
+
+	/* The newest message is done: its ID must still not come back. */
+	cr_assert_eq(queue_spool_done(s, id[499]), 0);
+	queue_spool_flush(s);
+	fake_pump_all(&fio);
+	queue_spool_close(s);
+
+	/* A DONE for an ID far in the future: later IDs must pass it too. */
+	put_record(1, QUEUE_REC_DONE, "7FFFFFFFFFF00000", QUEUE_ID_LEN);
+	strcpy(id[500], "7FFFFFFFFFF00000");
+
+	s = open_rw(NULL);
+	for (int i = 501; i < 1001; i++)
+		cr_assert_eq(queue_spool_append(s, &t.in, NULL, NULL, id[i]),
+			     0);
+	for (int i = 0; i < 1001; i++) {
+		cr_assert_eq(strspn(id[i], "0123456789ABCDEF"), QUEUE_ID_LEN);
+		if (i)
+			cr_assert_lt(strcmp(id[i - 1], id[i]), 0, "%d", i);
+	}
+	queue_spool_close(s);
+	tmsg_free(&t);
+}
+
+/* dir_image - the names and contents of every file, in one string. */
+static char *dir_image(void)
+{
+	char *img = NULL, p[300], *buf;
+	size_t ilen = 0, len;
+	FILE *out = open_memstream(&img, &ilen);
+
+	for (unsigned n = 1; n < 10; n++) {
+		seg_path(p, sizeof(p), n);
+		if (access(p, F_OK) < 0)
+			continue;
+		buf = slurp(p, &len);
+		fprintf(out, "%u:%zu:", n, len);
+		fwrite(buf, 1, len, out);
+		free(buf);
+	}
+	fclose(out);
+	return img;
+}
+
+Test(queue, read_only_changes_nothing)
+{
+	struct queue_spool *s = open_rw(NULL);
+	struct queue_stats st;
+	struct tmsg t[3];
+	char id[3][QUEUE_ID_LEN + 1], p[256], *before, *after;
+	struct stat sb;
+	int fd;
+
+	for (int i = 0; i < 3; i++) {
+		tmsg_make(&t[i], (unsigned)i + 400, 500);
+		append_one(s, &t[i], id[i]);
+	}
+	queue_spool_close(s);
+	seg_path(p, sizeof(p), 1);
+	fd = open(p, O_WRONLY | O_APPEND);
+	cr_assert_eq(write(fd, "WXR1\x01torn", 9), 9);
+	close(fd);
+	before = dir_image();
+
+	s = open_ro();
+	queue_spool_stats(s, &st);
+	cr_assert_eq(st.recovered_cut_bytes, 9);
+	cr_assert_eq(queue_spool_count(s), 3);
+	for (int i = 0; i < 3; i++)
+		check_msg(s, id[i], &t[i]);
+	cr_assert_eq(queue_spool_append(s, &t[0].in, NULL, NULL, id[0]),
+		     -EROFS);
+	cr_assert_eq(queue_spool_done(s, id[0]), -EROFS);
+	cr_assert_eq(queue_spool_can_accept(s, 1), -EROFS);
+	queue_spool_flush(s);
+	cr_assert(queue_spool_idle(s));
+	queue_spool_close(s);
+
+	after = dir_image();
+	cr_assert_str_eq(after, before);
+	free(before);
+	free(after);
+
+	/* A read-only open creates nothing. */
+	snprintf(dir, sizeof(dir), "%s/absent", tmp);
+	cr_assert_eq(queue_spool_open(&s, dir, NULL, NULL, NULL, 0), -ENOENT);
+	cr_assert_eq(stat(dir, &sb), -1);
+	for (int i = 0; i < 3; i++)
+		tmsg_free(&t[i]);
+}
+
+Test(queue, second_writer_refused)
+{
+	struct queue_spool *s = open_rw(NULL), *s2 = NULL, *ro;
+	char err[256] = "";
+
+	cr_assert_eq(queue_spool_open(&s2, dir, NULL, &io, err, sizeof(err)),
+		     -EBUSY);
+	cr_assert_neq(err[0], '\0');
+	ro = open_ro();
+	queue_spool_close(ro);
+	queue_spool_close(s);
+	s = open_rw(NULL);
+	queue_spool_close(s);
+}
+
+Test(queue, can_accept_max_size)
+{
+	struct queue_limits lim = {.max_size = 3000};
+	struct queue_spool *s = open_rw(&lim);
+	struct tmsg t;
+	char id[20][QUEUE_ID_LEN + 1];
+	int n = 0, r;
+
+	tmsg_make(&t, 500, 400);
+	cr_assert_eq(queue_spool_can_accept(s, 3000), 0);
+	cr_assert_eq(queue_spool_can_accept(s, 3001), -ENOSPC);
+
+	/* Pending messages count as much as durable ones. */
+	while ((r = queue_spool_append(s, &t.in, NULL, NULL, id[n])) == 0)
+		cr_assert_lt(++n, 20);
+	cr_assert_eq(r, -ENOSPC);
+	cr_assert_geq(n, 5);
+	cr_assert_leq(n, 7);
+	cr_assert_eq(queue_spool_can_accept(s, 400), -ENOSPC);
+	queue_spool_flush(s);
+	fake_pump_all(&fio);
+	cr_assert_eq(queue_spool_can_accept(s, 400), -ENOSPC);
+
+	cr_assert_eq(queue_spool_done(s, id[0]), 0);
+	cr_assert_eq(queue_spool_can_accept(s, 400), 0);
+	queue_spool_flush(s);
+	fake_pump_all(&fio);
+	queue_spool_close(s);
+
+	/* Space recovered on open counts too. */
+	s = open_rw(&lim);
+	cr_assert_eq(queue_spool_count(s), (size_t)n - 1);
+	cr_assert_eq(queue_spool_can_accept(s, 400), 0);
+	cr_assert_eq(queue_spool_can_accept(s, 1000), -ENOSPC);
+	queue_spool_close(s);
+	tmsg_free(&t);
+}
+
+Test(queue, can_accept_minfree)
+{
+	struct queue_limits lim = {.minfree = UINT64_MAX / 2};
+	struct queue_spool *s = open_rw(&lim);
+	struct tmsg t;
+	char id[QUEUE_ID_LEN + 1];
+
+	tmsg_make(&t, 600, 10);
+	cr_assert_eq(queue_spool_can_accept(s, 1), -ENOSPC);
+	cr_assert_eq(queue_spool_append(s, &t.in, NULL, NULL, id), -ENOSPC);
+	queue_spool_close(s);
+
+	lim.minfree = 1024;
+	s = open_rw(&lim);
+	cr_assert_eq(queue_spool_can_accept(s, 1), 0);
+	queue_spool_close(s);
+	tmsg_free(&t);
+}
+
+Test(queue, read_byte_for_byte)
+{
+	struct queue_spool *s = open_rw(NULL);
+	size_t sizes[] = {0, 1, 2, 7, 8, 9, 4095, 65536, 3u << 20};
+	struct tmsg t[9];
+	char id[9][QUEUE_ID_LEN + 1], p[256], *buf;
+	size_t len;
+	uint64_t off;
+
+	for (int i = 0; i < 9; i++) {
+		tmsg_make(&t[i], (unsigned)i + 700, sizes[i]);
+		append_one(s, &t[i], id[i]);
+		check_msg(s, id[i], &t[i]);
+	}
+	cr_assert_eq(queue_spool_read(s, "FFFFFFFFFFFFFFFF", &buf, &len),
+		     -ENOENT);
+	queue_spool_close(s);
+
+	/* Large records cross the recovery read-ahead window. */
+	s = open_rw(NULL);
+	for (int i = 0; i < 9; i++)
+		check_msg(s, id[i], &t[i]);
+
+	/* A byte changed on disk after open is caught by the checksum. */
+	off = queue_spool_find(s, id[6])->offset;
+	seg_path(p, sizeof(p), 1);
+	buf = slurp(p, &len);
+	buf[off + 200] ^= 1;
+	spit(p, buf, len);
+	free(buf);
+	cr_assert_eq(queue_spool_read(s, id[6], &buf, &len), -EIO);
+	check_msg(s, id[5], &t[5]);
+	queue_spool_close(s);
+	for (int i = 0; i < 9; i++)
+		tmsg_free(&t[i]);
+}
+
+Test(queue, append_rejects_bad_input)
+{
+	struct queue_spool *s = open_rw(NULL);
+	struct tmsg t;
+	char id[QUEUE_ID_LEN + 1];
+	struct queue_msg_in in;
+
+	tmsg_make(&t, 800, 10);
+	in = t.in;
+	in.nrcpt = 0;
+	cr_assert_eq(queue_spool_append(s, &in, NULL, NULL, id), -EINVAL);
+	in = t.in;
+	in.sender = NULL;
+	cr_assert_eq(queue_spool_append(s, &in, NULL, NULL, id), -EINVAL);
+	cr_assert_eq(queue_spool_count(s), 0);
+	cr_assert(queue_spool_idle(s));
+
+	/* The null sender is a sender. */
+	in = t.in;
+	strcpy(t.sender, "");
+	append_one(s, &t, id);
+	check_msg(s, id, &t);
+	queue_spool_close(s);
+	tmsg_free(&t);
+}
