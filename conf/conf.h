@@ -113,6 +113,11 @@ struct conf {
 	int dkim_unsigned_action;                /* enum conf_unsigned */
 	int64_t dkim_signature_ttl;              /* ms, 0: no x= tag */
 	int64_t sign_threads;                    /* 0: number of CPUs */
+
+	/* The unexpanded values and where each was set, kept so that
+	 * conf_set() can re-expand every $name after an override; owned,
+	 * private to conf.c. */
+	struct conf_raw *raw;
 };
 
 /* conf_defaults - fill c with every parameter's default. 0 or -ENOMEM. */
@@ -132,6 +137,17 @@ int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
  */
 int conf_parse_buf(struct conf *c, const char *name, const char *buf,
 		   size_t len, char *err, size_t errlen);
+
+/*
+ * conf_set - override one parameter after the file, as `-o name=value` on
+ * the command line does: the value replaces the file's (or the default),
+ * and every value that refers to it as $name is expanded again. Same
+ * validation as the file; errors read "-o: PARAM: reason". Returns 0, or
+ * -EINVAL/-ENOMEM with a message in err, and c unchanged. Call it before
+ * c is shared with other threads.
+ */
+int conf_set(struct conf *c, const char *name, const char *value, char *err,
+	     size_t errlen);
 
 /* conf_free - release everything c owns; c may then be loaded again. */
 void conf_free(struct conf *c);
