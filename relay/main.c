@@ -52,10 +52,10 @@ static int main_parse(int argc, char **argv, struct main_opts *o,
 		      const char *usage)
 {
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},
-		{"json", no_argument, NULL, 'j'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"json", no_argument, NULL, 'j'},
+	    {NULL, 0, NULL, 0},
 	};
 	int ch;
 
@@ -95,12 +95,12 @@ static int main_parse(int argc, char **argv, struct main_opts *o,
 }
 
 static const char main_run_usage[] =
-	"usage: waxseal run [-c FILE] [-o name=value]...\n"
-	"\n"
-	"Run the relay in the foreground, logging to standard error.\n"
-	"  -c FILE        configuration (default " WAXSEAL_DEFAULT_CONF ")\n"
-	"  -o name=value  override a parameter of the file\n"
-	"SIGHUP reloads the configuration and DKIM keys; SIGTERM stops.\n";
+    "usage: waxseal run [-c FILE] [-o name=value]...\n"
+    "\n"
+    "Run the relay in the foreground, logging to standard error.\n"
+    "  -c FILE        configuration (default " WAXSEAL_DEFAULT_CONF ")\n"
+    "  -o name=value  override a parameter of the file\n"
+    "SIGHUP reloads the configuration and DKIM keys; SIGTERM stops.\n";
 
 /* main_run - `waxseal run`. */
 static int main_run(int argc, char **argv)
@@ -118,11 +118,11 @@ static int main_run(int argc, char **argv)
 }
 
 static const char main_config_usage[] =
-	"usage: waxseal config [-c FILE] [-n] [-v] [-o name=value]...\n"
-	"\n"
-	"Print every parameter's effective value.\n"
-	"  -n  only those that differ from the default\n"
-	"  -v  with a comment saying what each means\n";
+    "usage: waxseal config [-c FILE] [-n] [-v] [-o name=value]...\n"
+    "\n"
+    "Print every parameter's effective value.\n"
+    "  -n  only those that differ from the default\n"
+    "  -v  with a comment saying what each means\n";
 
 /* main_config - `waxseal config`. */
 static int main_config(int argc, char **argv)
@@ -145,12 +145,12 @@ static int main_config(int argc, char **argv)
 }
 
 static const char main_queue_usage[] =
-	"usage: waxseal queue [-c FILE] list [--json]\n"
-	"       waxseal queue [-c FILE] cat ID\n"
-	"\n"
-	"Read the spool (without changing it): list the queued messages,\n"
-	"one a line (id, size, arrival, state, sender, recipients), or\n"
-	"print one message as stored.\n";
+    "usage: waxseal queue [-c FILE] list [--json]\n"
+    "       waxseal queue [-c FILE] cat ID\n"
+    "\n"
+    "Read the spool (without changing it): list the queued messages,\n"
+    "one a line (id, size, arrival, state, sender, recipients), or\n"
+    "print one message as stored.\n";
 
 /* main_json_str - s as a JSON string. */
 static void main_json_str(FILE *out, const char *s)
@@ -241,7 +241,8 @@ static int main_queue(int argc, char **argv)
 		r = queue_spool_read(sp, argv[optind + 1], &buf, &len);
 		if (r < 0) {
 			fprintf(stderr, "waxseal: %s: %s\n", argv[optind + 1],
-				r == -ENOENT ? "no such message" : strerror(-r));
+				r == -ENOENT ? "no such message"
+					     : strerror(-r));
 			goto out;
 		}
 		fwrite(buf, 1, len, stdout);
@@ -264,13 +265,13 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(int, char **);
 	} cmds[] = {
-		{"run", main_run},
-		{"config", main_config},
-		{"queue", main_queue},
-		{"sign", sign_cli_sign},
-		{"verify", sign_cli_verify},
-		{"genkey", sign_cli_genkey},
-		{"sign-bench", sign_cli_bench},
+	    {"run", main_run},
+	    {"config", main_config},
+	    {"queue", main_queue},
+	    {"sign", sign_cli_sign},
+	    {"verify", sign_cli_verify},
+	    {"genkey", sign_cli_genkey},
+	    {"sign-bench", sign_cli_bench},
 	};
 	size_t i;
 

@@ -98,7 +98,8 @@ static struct relay_gen *relay_daemon_gen(struct relay_daemon *d, char *err,
 		return NULL;
 	}
 	if (c->smtpd_tls_security_level == CONF_TLS_VERIFY) {
-		snprintf(err, errlen, "%s: smtpd_tls_security_level: verify "
+		snprintf(err, errlen,
+			 "%s: smtpd_tls_security_level: verify "
 			 "is for the SMTP client; use none, may or encrypt",
 			 c->path);
 		*code = 2;
@@ -113,7 +114,8 @@ static struct relay_gen *relay_daemon_gen(struct relay_daemon *d, char *err,
 			goto fail;
 		if (g->tls == NULL &&
 		    c->smtpd_tls_security_level == CONF_TLS_ENCRYPT) {
-			snprintf(err, errlen, "%s: smtpd_tls_security_level "
+			snprintf(err, errlen,
+				 "%s: smtpd_tls_security_level "
 				 "= encrypt needs smtpd_tls_cert_file",
 				 c->path);
 			*code = 2;
@@ -231,7 +233,7 @@ static int relay_daemon_start(struct relay_daemon *d, struct relay_gen *g)
 	d->pool = sign_pool_new((int)c->sign_threads);
 	if (d->pool == NULL) {
 		relay_err(NULL, "sign-pool-failed reason=\"cannot start "
-			  "threads\"");
+				"threads\"");
 		return 1;
 	}
 	uv_poll_init(&d->loop, &d->pool_poll, sign_pool_fd(d->pool));
@@ -245,9 +247,10 @@ static int relay_daemon_start(struct relay_daemon *d, struct relay_gen *g)
 		r = relay_io_listen(d->io, c->smtpd_listen.v[i],
 				    relay_smtpd_accept_cb, d->smtpd, &why);
 		if (r < 0) {
-			relay_err(NULL, "listen-failed addr=%s reason=\"%s: "
-				  "%s\"", c->smtpd_listen.v[i], why,
-				  strerror(-r));
+			relay_err(NULL,
+				  "listen-failed addr=%s reason=\"%s: "
+				  "%s\"",
+				  c->smtpd_listen.v[i], why, strerror(-r));
 			return 1;
 		}
 		relay_info(NULL, "listening addr=%s", c->smtpd_listen.v[i]);

@@ -60,22 +60,22 @@ struct relay_sock {
 	void *arg;
 	struct sockaddr_storage peer, local;
 
-	bool reading;           /* the owner wants reads */
-	bool closing;           /* relay_sock_close() was called */
-	bool dead;              /* peer gone or error: drop output */
-	bool sending;           /* a send (or uv_write) is in flight */
-	bool recv_armed;        /* io_uring recv in flight */
-	bool memory;            /* no descriptor: relay_sock_memory() */
-	bool gone;              /* memory socket closed, not yet freed */
-	int inflight;           /* io_uring ops in flight */
+	bool reading;	 /* the owner wants reads */
+	bool closing;	 /* relay_sock_close() was called */
+	bool dead;	 /* peer gone or error: drop output */
+	bool sending;	 /* a send (or uv_write) is in flight */
+	bool recv_armed; /* io_uring recv in flight */
+	bool memory;	 /* no descriptor: relay_sock_memory() */
+	bool gone;	 /* memory socket closed, not yet freed */
+	int inflight;	 /* io_uring ops in flight */
 
 	/* Output: out[cur] is being sent, out[!cur] collects new data. */
 	struct relay_buf out[2];
 	int cur;
-	size_t sent;            /* of out[cur] */
+	size_t sent; /* of out[cur] */
 
 	struct relay_op recv_op, send_op;
-	uv_tcp_t tcp;           /* libuv backend */
+	uv_tcp_t tcp; /* libuv backend */
 	uv_write_t wreq;
 
 	/* Memory sockets: output sink, input not yet delivered, and the
@@ -93,7 +93,7 @@ struct relay_listener {
 	struct relay_op op;
 	struct relay_io *io;
 	int fd;
-	uv_tcp_t tcp;           /* libuv backend */
+	uv_tcp_t tcp; /* libuv backend */
 	relay_accept_cb cb;
 	void *arg;
 	struct relay_listener *next;
@@ -103,7 +103,7 @@ struct relay_fop {
 	struct relay_op op;
 	queue_io_cb cb;
 	void *arg;
-	uv_fs_t req;            /* libuv backend */
+	uv_fs_t req; /* libuv backend */
 };
 
 struct relay_io {
@@ -117,6 +117,7 @@ struct relay_io {
 	struct queue_io file;
 	void (*hook)(void *);
 	void *hook_arg;
+	bool deferred; /* IORING_SETUP_DEFER_TASKRUN in force */
 };
 
 static void relay_sock_send_more(struct relay_sock *s);
@@ -306,8 +307,11 @@ static void relay_uring_reap_cb(uv_poll_t *h, int status, int events)
 	if (read(io->efd, &v, sizeof(v)) < 0) {
 		/* EAGAIN: a completion already drained by an earlier pass. */
 	}
+	if (io->deferred)
+		io_uring_get_events(&io->ring);
 
-	io_uring_for_each_cqe(&io->ring, head, cqe) {
+	io_uring_for_each_cqe(&io->ring, head, cqe)
+	{
 		struct relay_op *op = io_uring_cqe_get_data(cqe);
 		struct relay_fop *f;
 
@@ -320,15 +324,17 @@ static void relay_uring_reap_cb(uv_poll_t *h, int status, int events)
 			break;
 		case RELAY_OP_RECV:
 			relay_uring_on_recv(
-				(struct relay_sock *)((char *)op -
-					offsetof(struct relay_sock, recv_op)),
-				cqe->res);
+			    (struct relay_sock *)((char *)op -
+						  offsetof(struct relay_sock,
+							   recv_op)),
+			    cqe->res);
 			break;
 		case RELAY_OP_SEND:
 			relay_uring_on_send(
-				(struct relay_sock *)((char *)op -
-					offsetof(struct relay_sock, send_op)),
-				cqe->res);
+			    (struct relay_sock *)((char *)op -
+						  offsetof(struct relay_sock,
+							   send_op)),
+			    cqe->res);
 			break;
 		case RELAY_OP_WRITE:
 		case RELAY_OP_FSYNC:
@@ -354,8 +360,8 @@ static void relay_uring_prepare_cb(uv_prepare_t *h)
 }
 
 /* relay_uring_fop - queue a file write or fdatasync. */
-static int relay_uring_fop(struct relay_io *io, enum relay_op_kind kind,
-			   int fd, const void *buf, size_t len, uint64_t off,
+static int relay_uring_fop(struct relay_io *io, enum relay_op_kind kind, int fd,
+			   const void *buf, size_t len, uint64_t off,
 			   queue_io_cb cb, void *arg)
 {
 	struct relay_fop *f = malloc(sizeof(*f));
@@ -383,13 +389,11 @@ static int relay_uring_fop(struct relay_io *io, enum relay_op_kind kind,
 static int relay_uring_pwrite(void *ctx, int fd, const void *buf, size_t len,
 			      uint64_t off, queue_io_cb cb, void *arg)
 {
-	return relay_uring_fop(ctx, RELAY_OP_WRITE, fd, buf, len, off, cb,
-			       arg);
+	return relay_uring_fop(ctx, RELAY_OP_WRITE, fd, buf, len, off, cb, arg);
 }
 
 /* relay_uring_fdatasync - struct queue_io fdatasync through the ring. */
-static int relay_uring_fdatasync(void *ctx, int fd, queue_io_cb cb,
-				 void *arg)
+static int relay_uring_fdatasync(void *ctx, int fd, queue_io_cb cb, void *arg)
 {
 	return relay_uring_fop(ctx, RELAY_OP_FSYNC, fd, NULL, 0, 0, cb, arg);
 }
@@ -400,8 +404,23 @@ static int relay_uring_setup(struct relay_io *io, const char **why)
 	struct io_uring_params p;
 	int r;
 
+	/*
+	 * Only the loop thread touches the ring, so completions can wait
+	 * for it (DEFER_TASKRUN, Linux 6.1) instead of interrupting it; the
+	 * registered eventfd still fires when work is pending, and
+	 * io_uring_get_events() runs it. Older kernels refuse the flags:
+	 * then the ring runs without them.
+	 */
 	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
+		  IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
 	r = io_uring_queue_init_params(RELAY_IO_RING, &io->ring, &p);
+	if (r == -EINVAL) {
+		memset(&p, 0, sizeof(p));
+		r = io_uring_queue_init_params(RELAY_IO_RING, &io->ring, &p);
+	} else if (r == 0) {
+		io->deferred = true;
+	}
 	if (r < 0) {
 		*why = "io_uring_setup failed (kernel or seccomp profile)";
 		return r;
@@ -878,8 +897,8 @@ static int relay_io_parse_addr(const char *addr, struct sockaddr_storage *ss)
 	return -EINVAL;
 }
 
-int relay_io_listen(struct relay_io *io, const char *addr,
-		    relay_accept_cb cb, void *arg, const char **why)
+int relay_io_listen(struct relay_io *io, const char *addr, relay_accept_cb cb,
+		    void *arg, const char **why)
 {
 	struct sockaddr_storage ss;
 	struct relay_listener *l;
@@ -894,8 +913,8 @@ int relay_io_listen(struct relay_io *io, const char *addr,
 	if (l == NULL)
 		return -ENOMEM;
 
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-		    0);
+	fd =
+	    socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		r = -errno;
 		*why = "socket failed";

@@ -30,13 +30,13 @@
 #define SMTPD_IN_PAUSE (256 * 1024)
 
 enum smtpd_state {
-	SMTPD_INIT,             /* before EHLO/HELO */
-	SMTPD_READY,            /* greeted, no transaction */
-	SMTPD_MAIL,             /* MAIL accepted */
-	SMTPD_RCPT,             /* at least one RCPT accepted */
-	SMTPD_DATA,             /* reading a DATA message */
-	SMTPD_BDAT,             /* reading BDAT chunks */
-	SMTPD_BUSY,             /* waiting for the signer or the spool */
+	SMTPD_INIT,  /* before EHLO/HELO */
+	SMTPD_READY, /* greeted, no transaction */
+	SMTPD_MAIL,  /* MAIL accepted */
+	SMTPD_RCPT,  /* at least one RCPT accepted */
+	SMTPD_DATA,  /* reading a DATA message */
+	SMTPD_BDAT,  /* reading BDAT chunks */
+	SMTPD_BUSY,  /* waiting for the signer or the spool */
 };
 
 struct smtpd_buf {
@@ -67,14 +67,14 @@ struct smtpd_session {
 	uv_timer_t timer;
 	int refs;
 	char id[20];
-	char addr[INET6_ADDRSTRLEN + 2];
+	char addr[INET6_ADDRSTRLEN + 8]; /* "[IPv6:...]" */
 	bool trusted;
 
 	enum smtpd_state state;
 	bool esmtp;
 	bool closing;
-	bool skip_line;         /* discarding the rest of a too-long line */
-	bool sleeping;          /* smtpd_error_sleep_time delay running */
+	bool skip_line; /* discarding the rest of a too-long line */
+	bool sleeping;	/* smtpd_error_sleep_time delay running */
 	char helo[256];
 	int errors, slept;
 	struct smtpd_session *prev, *next;
@@ -90,10 +90,10 @@ struct smtpd_session {
 	bool bdat_used;
 	struct relay_data data;
 	struct sign_msg *sm;
-	bool hdrs_seen;         /* header block given to the signer */
-	size_t hdr_len;         /* original header block length */
-	size_t body_fed;        /* bytes of data already hashed */
-	char extra[320];        /* Message-ID / Date we add */
+	bool hdrs_seen;	 /* header block given to the signer */
+	size_t hdr_len;	 /* original header block length */
+	size_t body_fed; /* bytes of data already hashed */
+	char extra[320]; /* Message-ID / Date we add */
 	size_t extra_len;
 	char msgid[256];
 	int hops;
@@ -101,7 +101,7 @@ struct smtpd_session {
 	/* BDAT chunk being read. */
 	uint64_t bdat_left;
 	bool bdat_last;
-	bool bdat_discard;      /* the chunk belongs to a failed command */
+	bool bdat_discard; /* the chunk belongs to a failed command */
 };
 
 /*
@@ -114,7 +114,7 @@ struct smtpd_client {
 	char addr[INET6_ADDRSTRLEN + 8];
 	int conns;
 	int rate_count;
-	uint64_t rate_start;    /* ms, start of the current minute */
+	uint64_t rate_start; /* ms, start of the current minute */
 	struct smtpd_client *next;
 };
 
@@ -126,8 +126,7 @@ struct smtpd_cmd {
 static void smtpd_process(struct smtpd_session *s);
 static void smtpd_close(struct smtpd_session *s);
 static void smtpd_bdat_chunk_end(struct smtpd_session *s);
-static void smtpd_client_drop(struct relay_smtpd *srv,
-			      struct smtpd_client *c);
+static void smtpd_client_drop(struct relay_smtpd *srv, struct smtpd_client *c);
 
 /* ---- buffers and replies ---- */
 
@@ -163,7 +162,7 @@ static int smtpd_buf_add(struct smtpd_buf *b, const char *p, size_t n)
 
 /* smtpd_reply - queue one reply line (CRLF added); counts errors. */
 static void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
 {
@@ -296,10 +295,10 @@ static void smtpd_timer_cb(uv_timer_t *t)
 static void smtpd_timer_arm(struct smtpd_session *s)
 {
 	int64_t ms = s->state == SMTPD_DATA || s->state == SMTPD_BDAT
-			     ? s->c->smtpd_data_timeout
+			 ? s->c->smtpd_data_timeout
 		     : s->state == SMTPD_READY || s->state == SMTPD_INIT
-			     ? s->c->smtpd_idle_timeout
-			     : s->c->smtpd_timeout;
+			 ? s->c->smtpd_idle_timeout
+			 : s->c->smtpd_timeout;
 
 	if (ms > 0 && !s->closing)
 		uv_timer_start(&s->timer, smtpd_timer_cb, (uint64_t)ms, 0);
@@ -349,7 +348,7 @@ static bool smtpd_hdr_is(const char *p, size_t n, const char *name)
  */
 static void smtpd_headers(struct smtpd_session *s)
 {
-	const char *p = s->data.buf ? s->data.buf : "", *end;
+	const char *base = s->data.buf ? s->data.buf : "", *p = base, *end;
 	bool has_date = false, has_msgid = false;
 	size_t hlen;
 	char *block;
@@ -411,13 +410,13 @@ static void smtpd_headers(struct smtpd_session *s)
 	if (s->sm == NULL)
 		return;
 	if (s->extra_len == 0) {
-		sign_msg_headers(s->sm, p, hlen);
+		sign_msg_headers(s->sm, base, hlen);
 		return;
 	}
 	block = malloc(hlen + s->extra_len);
 	if (block == NULL)
 		return;
-	memcpy(block, p, hlen);
+	memcpy(block, base, hlen);
 	memcpy(block + hlen, s->extra, s->extra_len);
 	sign_msg_headers(s->sm, block, hlen + s->extra_len);
 	free(block);
@@ -453,8 +452,10 @@ static size_t smtpd_received(struct smtpd_session *s, char *buf, size_t len)
 		int bits;
 
 		relay_tls_params(s->tls, &ver, &cipher, &bits);
-		snprintf(tlsinfo, sizeof(tlsinfo), "\r\n\t(using %s with cipher"
-			 " %s (%d bits))", ver, cipher, bits);
+		snprintf(tlsinfo, sizeof(tlsinfo),
+			 "\r\n\t(using %s with cipher"
+			 " %s (%d bits))",
+			 ver, cipher, bits);
 	}
 
 	/* RFC 3848 protocol names; RFC 6531 section 3.7.3 for UTF8. */
@@ -491,9 +492,11 @@ static void smtpd_queued_cb(void *arg, int res, const char *id)
 				       "error");
 	}
 	if (res == 0)
-		relay_info(id, "queued from=<%s> nrcpt=%zu size=%zu msgid=%s "
-			   "session=%s", s->sender ? s->sender : "", s->nrcpt,
-			   s->data.len, s->msgid, s->id);
+		relay_info(id,
+			   "queued from=<%s> nrcpt=%zu size=%zu msgid=%s "
+			   "session=%s",
+			   s->sender ? s->sender : "", s->nrcpt, s->data.len,
+			   s->msgid, s->id);
 	else
 		relay_warn(id, "queue-failed session=%s reason=%s", s->id,
 			   strerror(-res));
@@ -512,8 +515,7 @@ static void smtpd_queued_cb(void *arg, int res, const char *id)
  * field, the signatures, the client's header block, the fields we added,
  * then the blank line and body, as one record.
  */
-static void smtpd_store(struct smtpd_session *s, const char *sig,
-			size_t siglen)
+static void smtpd_store(struct smtpd_session *s, const char *sig, size_t siglen)
 {
 	char received[1024], id[QUEUE_ID_LEN + 1];
 	struct iovec iov[5];
@@ -600,8 +602,10 @@ static void smtpd_message(struct smtpd_session *s)
 
 	if (s->hops > s->c->hopcount_limit) {
 		smtpd_reply(s, "554 5.4.6 Too many hops");
-		relay_info(s->id, "reject stage=data reason=\"too many hops\" "
-			   "hops=%d", s->hops);
+		relay_info(s->id,
+			   "reject stage=data reason=\"too many hops\" "
+			   "hops=%d",
+			   s->hops);
 		smtpd_reset(s);
 		return;
 	}
@@ -678,8 +682,7 @@ static int smtpd_spool_check(struct smtpd_session *s, uint64_t size)
 /* ---- commands ---- */
 
 /* smtpd_ehlo_check - the domain or address literal after EHLO/HELO. */
-static bool smtpd_ehlo_check(struct smtpd_session *s, const char *a,
-			     size_t n)
+static bool smtpd_ehlo_check(struct smtpd_session *s, const char *a, size_t n)
 {
 	size_t i;
 
@@ -767,14 +770,13 @@ static void smtpd_do_mail(struct smtpd_session *s, const char *a, size_t n)
 		smtpd_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
-	r = relay_addr_parse_path(a, (size_t)(end - a), true, true, path,
-				  &rest, &why);
+	r = relay_addr_parse_path(a, (size_t)(end - a), true, true, path, &rest,
+				  &why);
 	if (r < 0) {
 		smtpd_reply(s, "501 5.1.7 Bad sender address syntax: %s", why);
 		return;
 	}
-	r = relay_addr_parse_params(rest, (size_t)(end - rest), true, &p,
-				    &why);
+	r = relay_addr_parse_params(rest, (size_t)(end - rest), true, &p, &why);
 	if (r == -ENOTSUP) {
 		smtpd_reply(s, "555 5.5.4 Unsupported option: %s", why);
 		return;
@@ -849,8 +851,10 @@ static void smtpd_do_rcpt(struct smtpd_session *s, const char *a, size_t n)
 	/* Relaying is decided by the client's address, nothing else. */
 	if (!s->trusted) {
 		smtpd_reply(s, "554 5.7.1 <%s>: Relay access denied", path);
-		relay_info(s->id, "reject stage=rcpt client=%s rcpt=<%s> "
-			   "reason=\"relay access denied\"", s->addr, path);
+		relay_info(s->id,
+			   "reject stage=rcpt client=%s rcpt=<%s> "
+			   "reason=\"relay access denied\"",
+			   s->addr, path);
 		return;
 	}
 	if (s->c->smtpd_recipient_limit > 0 &&
@@ -1032,8 +1036,7 @@ static void smtpd_do_quit(struct smtpd_session *s, const char *a, size_t n)
 }
 
 /* smtpd_do_starttls - STARTTLS (RFC 3207). */
-static void smtpd_do_starttls(struct smtpd_session *s, const char *a,
-			      size_t n)
+static void smtpd_do_starttls(struct smtpd_session *s, const char *a, size_t n)
 {
 	if (n > 0) {
 		smtpd_reply(s, "501 5.5.4 Syntax: STARTTLS");
@@ -1080,18 +1083,17 @@ static void smtpd_do_expn(struct smtpd_session *s, const char *a, size_t n)
 }
 
 static const struct smtpd_cmd smtpd_cmds[] = {
-	{"EHLO", smtpd_do_ehlo},         {"HELO", smtpd_do_helo},
-	{"MAIL", smtpd_do_mail},         {"RCPT", smtpd_do_rcpt},
-	{"DATA", smtpd_do_data},         {"BDAT", smtpd_do_bdat},
-	{"RSET", smtpd_do_rset},         {"NOOP", smtpd_do_noop},
-	{"VRFY", smtpd_do_vrfy},         {"HELP", smtpd_do_help},
-	{"QUIT", smtpd_do_quit},         {"STARTTLS", smtpd_do_starttls},
-	{"EXPN", smtpd_do_expn},
+    {"EHLO", smtpd_do_ehlo}, {"HELO", smtpd_do_helo},
+    {"MAIL", smtpd_do_mail}, {"RCPT", smtpd_do_rcpt},
+    {"DATA", smtpd_do_data}, {"BDAT", smtpd_do_bdat},
+    {"RSET", smtpd_do_rset}, {"NOOP", smtpd_do_noop},
+    {"VRFY", smtpd_do_vrfy}, {"HELP", smtpd_do_help},
+    {"QUIT", smtpd_do_quit}, {"STARTTLS", smtpd_do_starttls},
+    {"EXPN", smtpd_do_expn},
 };
 
 /* smtpd_command - one complete command line (without its line end). */
-static void smtpd_command(struct smtpd_session *s, const char *line,
-			  size_t n)
+static void smtpd_command(struct smtpd_session *s, const char *line, size_t n)
 {
 	size_t vl = 0, i;
 	const char *arg;
@@ -1271,8 +1273,7 @@ static struct smtpd_client **smtpd_client_slot(struct relay_smtpd *srv,
 }
 
 /* smtpd_client_drop - forget a client with no connections left. */
-static void smtpd_client_drop(struct relay_smtpd *srv,
-			      struct smtpd_client *c)
+static void smtpd_client_drop(struct relay_smtpd *srv, struct smtpd_client *c)
 {
 	struct smtpd_client **pp = smtpd_client_slot(srv, c->addr);
 
@@ -1365,8 +1366,8 @@ static void smtpd_read_cb(void *arg, const char *buf, size_t len)
 		}
 	}
 	if (n < 0) {
-		relay_info(s->id, "tls-failed client=%s reason=\"%s\"",
-			   s->addr, n == -EPIPE ? "closed" : relay_tls_error());
+		relay_info(s->id, "tls-failed client=%s reason=\"%s\"", s->addr,
+			   n == -EPIPE ? "closed" : relay_tls_error());
 		smtpd_flush(s);
 		smtpd_close(s);
 		return;
@@ -1383,8 +1384,8 @@ static void smtpd_eof_cb(void *arg, int err)
 	struct smtpd_session *s = arg;
 
 	if (s->state != SMTPD_READY && s->state != SMTPD_INIT)
-		relay_info(s->id, "lost-connection client=%s state=%d",
-			   s->addr, s->state);
+		relay_info(s->id, "lost-connection client=%s state=%d", s->addr,
+			   s->state);
 	smtpd_close(s);
 }
 
@@ -1400,14 +1401,13 @@ static void smtpd_closed_cb(void *arg)
 }
 
 static const struct relay_sock_cbs smtpd_sock_cbs = {
-	.read = smtpd_read_cb,
-	.eof = smtpd_eof_cb,
-	.closed = smtpd_closed_cb,
+    .read = smtpd_read_cb,
+    .eof = smtpd_eof_cb,
+    .closed = smtpd_closed_cb,
 };
 
 /* smtpd_format_addr - "[192.0.2.1]" or "[IPv6:2001:db8::1]". */
-static void smtpd_format_addr(const struct sockaddr *sa, char *buf,
-			      size_t len)
+static void smtpd_format_addr(const struct sockaddr *sa, char *buf, size_t len)
 {
 	char a[INET6_ADDRSTRLEN];
 
@@ -1440,7 +1440,7 @@ void relay_smtpd_accept_cb(void *arg, struct relay_sock *sock)
 	s->gen->refs++;
 	s->c = &s->gen->conf;
 	s->sock = sock;
-	s->refs = 2;            /* socket and timer */
+	s->refs = 2; /* socket and timer */
 	snprintf(s->id, sizeof(s->id), "S%07" PRIX64, ++srv->next_id);
 	smtpd_format_addr(relay_sock_peer(sock), s->addr, sizeof(s->addr));
 	s->trusted = conf_cidr_match(&s->c->mynetworks, relay_sock_peer(sock));
@@ -1454,7 +1454,8 @@ void relay_smtpd_accept_cb(void *arg, struct relay_sock *sock)
 
 	limit = s->trusted ? NULL : smtpd_client_limit(s);
 	if (limit) {
-		relay_warn(s->id, "reject stage=connect client=%s reason=\"%s\"",
+		relay_warn(s->id,
+			   "reject stage=connect client=%s reason=\"%s\"",
 			   s->addr, limit);
 		smtpd_reply(s, "421 4.7.0 %s Error: %s", s->c->myhostname,
 			    limit);
@@ -1464,10 +1465,14 @@ void relay_smtpd_accept_cb(void *arg, struct relay_sock *sock)
 
 	if (s->c->smtpd_max_connections > 0 &&
 	    srv->nsessions > (size_t)s->c->smtpd_max_connections) {
-		relay_warn(s->id, "reject stage=connect client=%s "
-			   "reason=\"too many connections\"", s->addr);
-		smtpd_reply(s, "421 4.3.2 %s Service not available, too many "
-			       "connections", s->c->myhostname);
+		relay_warn(s->id,
+			   "reject stage=connect client=%s "
+			   "reason=\"too many connections\"",
+			   s->addr);
+		smtpd_reply(s,
+			    "421 4.3.2 %s Service not available, too many "
+			    "connections",
+			    s->c->myhostname);
 		smtpd_close(s);
 		return;
 	}

@@ -20,7 +20,7 @@ struct relay_tls_ctx {
 
 struct relay_tls {
 	SSL *ssl;
-	BIO *rbio, *wbio;       /* owned by ssl */
+	BIO *rbio, *wbio; /* owned by ssl */
 	char desc[160];
 };
 
@@ -31,9 +31,12 @@ static int relay_tls_version(const char *w, size_t n)
 		const char *name;
 		int v;
 	} names[] = {
-		{"TLSv1", TLS1_VERSION},     {"TLSv1.1", TLS1_1_VERSION},
-		{"TLSv1.2", TLS1_2_VERSION}, {"TLSv1.3", TLS1_3_VERSION},
-		{"SSLv2", 0},                {"SSLv3", SSL3_VERSION},
+	    {"TLSv1", TLS1_VERSION},
+	    {"TLSv1.1", TLS1_1_VERSION},
+	    {"TLSv1.2", TLS1_2_VERSION},
+	    {"TLSv1.3", TLS1_3_VERSION},
+	    {"SSLv2", 0},
+	    {"SSLv3", SSL3_VERSION},
 	};
 	size_t i;
 
@@ -125,9 +128,9 @@ int relay_tls_ctx_new(struct relay_tls_ctx **out, const struct conf *c,
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx->ssl,
 					c->smtpd_tls_key_file &&
-							*c->smtpd_tls_key_file
-						? c->smtpd_tls_key_file
-						: c->smtpd_tls_cert_file,
+						*c->smtpd_tls_key_file
+					    ? c->smtpd_tls_key_file
+					    : c->smtpd_tls_cert_file,
 					SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx->ssl) != 1) {
 		snprintf(err, errlen, "%s: cannot load private key: %s",
