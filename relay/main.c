@@ -60,8 +60,9 @@ static int main_parse(int argc, char **argv, struct main_opts *o,
 	int ch;
 
 	o->conf = WAXSEAL_DEFAULT_CONF;
+	/* GNU getopt permutes: options may follow the subcommand's words. */
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "+c:o:nvh", longopts, NULL)) !=
+	while ((ch = getopt_long(argc, argv, "c:o:nvh", longopts, NULL)) !=
 	       -1) {
 		switch (ch) {
 		case 'c':

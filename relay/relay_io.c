@@ -118,6 +118,7 @@ struct relay_io {
 	void (*hook)(void *);
 	void *hook_arg;
 	bool deferred; /* IORING_SETUP_DEFER_TASKRUN in force */
+	int closing;   /* handles still to close in relay_io_free */
 };
 
 static void relay_sock_send_more(struct relay_sock *s);
@@ -1044,7 +1045,8 @@ static void relay_io_handle_closed_cb(uv_handle_t *h)
 {
 	struct relay_io *io = h->data;
 
-	if (h == (uv_handle_t *)&io->poll)
+	/* libuv runs close callbacks in no promised order: count them. */
+	if (--io->closing > 0)
 		return;
 	if (io->uring) {
 		io_uring_queue_exit(&io->ring);
@@ -1061,7 +1063,8 @@ void relay_io_free(struct relay_io *io)
 		next = l->next;
 		free(l);
 	}
-	/* Handles close in order: poll first, prepare last frees io. */
+	/* The last of the handles' close callbacks frees io. */
+	io->closing = io->uring ? 2 : 1;
 	if (io->uring)
 		uv_close((uv_handle_t *)&io->poll, relay_io_handle_closed_cb);
 	uv_close((uv_handle_t *)&io->prepare, relay_io_handle_closed_cb);

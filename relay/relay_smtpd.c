@@ -760,6 +760,11 @@ static void smtpd_do_mail(struct smtpd_session *s, const char *a, size_t n)
 		smtpd_reply(s, "503 5.5.1 Error: nested MAIL command");
 		return;
 	}
+	/* RFC 5321 section 4.1.4: a transaction starts after the greeting. */
+	if (s->state == SMTPD_INIT) {
+		smtpd_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
 	if (s->c->smtpd_tls_security_level == CONF_TLS_ENCRYPT &&
 	    s->tls == NULL) {
 		smtpd_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
@@ -828,6 +833,10 @@ static void smtpd_do_rcpt(struct smtpd_session *s, const char *a, size_t n)
 	a = smtpd_keyword(a, n, "TO:");
 	if (a == NULL) {
 		smtpd_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	if (!s->smtputf8 && relay_addr_has_8bit(a, (size_t)(end - a))) {
+		smtpd_reply(s, "553 5.6.7 Non-ASCII address needs SMTPUTF8");
 		return;
 	}
 	r = relay_addr_parse_path(a, (size_t)(end - a), false, s->smtputf8,
