@@ -54,12 +54,18 @@ int sign_msg_headers(struct sign_msg *m, const char *hdr, size_t len);
 /* sign_msg_body - the next body bytes; hashed now, not kept. */
 void sign_msg_body(struct sign_msg *m, const char *body, size_t len);
 
+/*
+ * sign_msg_set_time - sign with t= t (seconds since the epoch) instead
+ * of the clock at sign_msg_finish; for tests and reproducible output.
+ */
+void sign_msg_set_time(struct sign_msg *m, long long t);
+
 enum sign_outcome {
-	SIGN_JOB,               /* *job is set: submit it */
-	SIGN_UNSIGNED_ACCEPT,   /* no signing-table match: queue unsigned */
-	SIGN_UNSIGNED_DEFER,    /* no match and dkim_unsigned_action=defer */
-	SIGN_UNSIGNED_REJECT,   /* no match and dkim_unsigned_action=reject */
-	SIGN_REFUSE,            /* no From, or more than one: 550 5.7.x */
+	SIGN_JOB,	      /* *job is set: submit it */
+	SIGN_UNSIGNED_ACCEPT, /* no signing-table match: queue unsigned */
+	SIGN_UNSIGNED_DEFER,  /* no match and dkim_unsigned_action=defer */
+	SIGN_UNSIGNED_REJECT, /* no match and dkim_unsigned_action=reject */
+	SIGN_REFUSE,	      /* no From, or more than one: 550 5.7.x */
 };
 
 /*
@@ -91,8 +97,8 @@ typedef void (*sign_done_cb)(void *arg, struct sign_job *job, int res);
  */
 struct sign_pool *sign_pool_new(int threads);
 int sign_pool_fd(const struct sign_pool *p);
-int sign_pool_submit(struct sign_pool *p, struct sign_job *job,
-		     sign_done_cb cb, void *arg);
+int sign_pool_submit(struct sign_pool *p, struct sign_job *job, sign_done_cb cb,
+		     void *arg);
 void sign_pool_reap(struct sign_pool *p);
 
 /* sign_pool_free - stop the workers after the queued jobs; reap first. */

@@ -1,0 +1,325 @@
+/*
+ * test_sign_msg - the sign.h flow: header selection (repeated and
+ * oversigned fields, bottom-up), policy outcomes, From parsing, folding,
+ * and the pool's eventfd completion.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "sign/sign.h"
+#include "sign/sign_hdr.h"
+#include "sign/sign_key.h"
+#include "sign/sign_verify.h"
+
+static char dir[64], kt[256], st[300], stspec[320], pub[128];
+static struct sign_keys *keys;
+static char *hdrs[] = {"From", "To", "Subject", "Received"};
+static char *over[] = {"From", "List-Unsubscribe"};
+
+/* load - tables for *@example.com with an ed25519 key; action u. */
+static void load(int action, bool withtables)
+{
+	struct sign_key *k = NULL;
+	char kp[256], line[512], err[256] = "", *pem, *p;
+	struct conf c;
+	size_t len;
+	FILE *f;
+
+	strcpy(dir, "/tmp/wsmsg.XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert_eq(sign_key_generate(&k, SIGN_KEY_ED25519, 0), 0);
+	cr_assert_eq(sign_key_write_pem(k, &pem, &len), 0);
+	p = sign_key_public_b64(k);
+	snprintf(pub, sizeof(pub), "%s", p);
+	free(p);
+	snprintf(kp, sizeof(kp), "%s/k.private", dir);
+	f = fopen(kp, "w");
+	fwrite(pem, 1, len, f);
+	fclose(f);
+	chmod(kp, 0600);
+	free(pem);
+	sign_key_free(k);
+	snprintf(kt, sizeof(kt), "%s/kt", dir);
+	snprintf(line, sizeof(line), "k %%:sel:%s\n", kp);
+	f = fopen(kt, "w");
+	fputs(line, f);
+	fclose(f);
+	snprintf(st, sizeof(st), "%s/st", dir);
+	f = fopen(st, "w");
+	fputs("*@example.com k\n*@*.example.com k\n", f);
+	fclose(f);
+	snprintf(stspec, sizeof(stspec), "refile:%s", st);
+
+	memset(&c, 0, sizeof(c));
+	if (withtables) {
+		c.dkim_key_table = kt;
+		c.dkim_signing_table = stspec;
+	}
+	c.dkim_canonicalization = "simple/simple";
+	c.dkim_sign_headers.v = hdrs;
+	c.dkim_sign_headers.n = 4;
+	c.dkim_oversign_headers.v = over;
+	c.dkim_oversign_headers.n = 2;
+	c.dkim_unsigned_action = action;
+	c.dkim_signature_ttl = 3600 * 1000;
+	cr_assert_eq(sign_keys_load(&keys, &c, err, sizeof(err)), 0, "%s", err);
+}
+
+static void done(void)
+{
+	char cmd[128];
+
+	sign_keys_free(keys);
+	keys = NULL;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+/* run - sign hdr+body; returns the outcome, result in *sig if signed. */
+static int run(const char *hdr, const char *body, char **sig, char *why,
+	       char *dom)
+{
+	struct sign_job *job = NULL;
+	struct sign_msg *m = sign_msg_new(keys);
+	const char *res;
+	size_t len;
+	int r;
+
+	cr_assert_not_null(m);
+	cr_assert_eq(sign_msg_headers(m, hdr, strlen(hdr)), 0);
+	sign_msg_body(m, body, strlen(body));
+	r = sign_msg_finish(m, &job, why, 200, dom, 200);
+	if (r == SIGN_JOB) {
+		cr_assert_eq(sign_job_run(job), 0);
+		res = sign_job_result(job, &len);
+		*sig = strndup(res, len);
+		sign_job_free(job);
+	}
+	return r;
+}
+
+/* key_cb - the one test key. */
+static int key_cb(void *arg, const char *d, const char *s, char **txt)
+{
+	(void)arg;
+	(void)d;
+	if (strcmp(s, "sel") != 0)
+		return -ENOENT;
+	*txt = malloc(200);
+	snprintf(*txt, 200, "v=DKIM1; k=ed25519; p=%s", pub);
+	return 0;
+}
+
+/* verify - prepend sig to hdr and check it; returns the status. */
+static int verify(const char *sig, const char *hdr, const char *body)
+{
+	struct sign_hdr_field *f;
+	struct sign_verify_result res;
+	size_t nf;
+	char *all;
+	int r;
+
+	cr_assert_geq(asprintf(&all, "%s%s", sig, hdr), 0);
+	cr_assert_eq(sign_hdr_split(all, strlen(all), &f, &nf), 0);
+	r = sign_verify_sig(f, nf, 0, body, strlen(body), key_cb, NULL, &res);
+	free(f);
+	free(all);
+	return r;
+}
+
+/* h_value - the h= list of sig, white space removed. */
+static void h_value(const char *sig, char *out)
+{
+	const char *p = strstr(sig, "h=") + 2;
+	size_t n = 0;
+
+	for (; *p != ';'; p++)
+		if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+			out[n++] = *p;
+	out[n] = '\0';
+}
+
+static const char H[] = "Received: one\r\n"
+			"From: Ann <ann@Example.COM>\r\n"
+			"Received: two\r\n"
+			"To: b@example.net\r\n"
+			"Subject: hi\r\n";
+
+Test(sign_msg, repeated_and_oversigned_headers, .fini = done)
+{
+	char *sig = NULL, why[200], dom[200], h[512];
+	char *moved;
+
+	load(CONF_UNSIGNED_ACCEPT, true);
+	cr_assert_eq(run(H, "body\r\n", &sig, why, dom), SIGN_JOB);
+	cr_assert_str_eq(dom, "example.com");
+	h_value(sig, h);
+	cr_assert_str_eq(h, "From:From:To:Subject:Received:Received:"
+			    "List-Unsubscribe");
+	cr_assert(strstr(sig, "d=example.com;"));
+	cr_assert(strstr(sig, "c=simple/simple;"));
+	cr_assert(strstr(sig, " x="));
+	cr_assert_eq(verify(sig, H, "body\r\n"), SIGN_VERIFY_PASS);
+
+	/* Bottom-up order matters: swapping the two Received fails. */
+	moved = strdup(H);
+	memcpy(strstr(moved, "one"), "two", 3);
+	memcpy(strstr(moved + 20, "two"), "one", 3);
+	cr_assert_eq(verify(sig, moved, "body\r\n"), SIGN_VERIFY_FAIL);
+	free(moved);
+
+	/* Oversigning: an added From or List-Unsubscribe breaks it. */
+	{
+		char *added;
+
+		cr_assert_geq(
+		    asprintf(&added, "From: evil@example.org\r\n%s", H), 0);
+		cr_assert_eq(verify(sig, added, "body\r\n"), SIGN_VERIFY_FAIL);
+		free(added);
+
+		cr_assert_geq(
+		    asprintf(&added, "%sList-Unsubscribe: <x>\r\n", H), 0);
+		cr_assert_eq(verify(sig, added, "body\r\n"), SIGN_VERIFY_FAIL);
+		free(added);
+	}
+
+	/* A changed body fails. */
+	cr_assert_eq(verify(sig, H, "bodY\r\n"), SIGN_VERIFY_FAIL);
+	free(sig);
+}
+
+Test(sign_msg, folded_under_78, .fini = done)
+{
+	char *sig = NULL, why[200], dom[200], *line, *save;
+
+	load(CONF_UNSIGNED_ACCEPT, true);
+	cr_assert_eq(run(H, "", &sig, why, dom), SIGN_JOB);
+	for (line = strtok_r(sig, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save))
+		cr_assert_leq(strlen(line), 78, "line too long: %s", line);
+	free(sig);
+}
+
+Test(sign_msg, policy, .fini = done)
+{
+	char *sig = NULL, why[200], dom[200];
+
+	load(CONF_UNSIGNED_DEFER, true);
+	cr_assert_eq(run("To: a@b\r\n", "", &sig, why, dom), SIGN_REFUSE);
+	cr_assert(strstr(why, "no From"), "%s", why);
+	cr_assert_eq(run("From: a@example.com\r\nFrom: b@example.com\r\n", "",
+			 &sig, why, dom),
+		     SIGN_REFUSE);
+	cr_assert(strstr(why, "more than one From"), "%s", why);
+	cr_assert_eq(run("From: a@other.org\r\n", "", &sig, why, dom),
+		     SIGN_UNSIGNED_DEFER);
+	cr_assert_str_eq(dom, "other.org");
+	cr_assert(strstr(why, "a@other.org"), "%s", why);
+
+	/* A subdomain matches the second pattern; % makes it d=. */
+	cr_assert_eq(run("From: a@news.example.com\r\n", "", &sig, why, dom),
+		     SIGN_JOB);
+	cr_assert(strstr(sig, "d=news.example.com;"), "%s", sig);
+	free(sig);
+}
+
+Test(sign_msg, unsigned_actions, .fini = done)
+{
+	char *sig = NULL, why[200], dom[200];
+
+	load(CONF_UNSIGNED_REJECT, true);
+	cr_assert_eq(run("From: a@other.org\r\n", "", &sig, why, dom),
+		     SIGN_UNSIGNED_REJECT);
+	sign_keys_free(keys);
+	keys = NULL;
+	done();
+	load(CONF_UNSIGNED_ACCEPT, false);
+	cr_assert_eq(run("From: a@example.com\r\n", "", &sig, why, dom),
+		     SIGN_UNSIGNED_ACCEPT);
+	cr_assert_str_eq(dom, "example.com");
+}
+
+/* from - sign_hdr_from_addr on v, expecting addr (NULL: error). */
+static void from(const char *v, const char *addr, const char *dom)
+{
+	char a[256], d[256];
+	int r = sign_hdr_from_addr(v, strlen(v), a, sizeof(a), d, sizeof(d));
+
+	if (!addr) {
+		cr_assert_lt(r, 0, "%s parsed as %s", v, a);
+		return;
+	}
+	cr_assert_eq(r, 0, "%s", v);
+	cr_assert_str_eq(a, addr, "%s", v);
+	cr_assert_str_eq(d, dom, "%s", v);
+}
+
+Test(sign_msg, from_parsing)
+{
+	from(" joe@Example.com", "joe@example.com", "example.com");
+	from(" \"Smith, Joe <x@y>\" <joe@example.com>", "joe@example.com",
+	     "example.com");
+	from(" Joe (the <boss@evil.org> one) <joe@example.com>",
+	     "joe@example.com", "example.com");
+	from(" joe@example.com (Joe (nested) Smith)", "joe@example.com",
+	     "example.com");
+	from(" =?UTF-8?B?Sm/DqQ==?= <news@list.example.com>",
+	     "news@list.example.com", "list.example.com");
+	from(" Team: ann@a.example, bob@b.example;", "ann@a.example",
+	     "a.example");
+	from(" \"odd@local\"@example.com", "\"odd@local\"@example.com",
+	     "example.com");
+	from(" <@relay.example:joe@example.com>", "joe@example.com",
+	     "example.com");
+	from(" Joe\r\n <joe@example.com>", "joe@example.com", "example.com");
+	from(" undisclosed-recipients:;", NULL, NULL);
+	from(" no address here", NULL, NULL);
+	from(" <joe@>", NULL, NULL);
+}
+
+/* pool_cb - count completions. */
+static void pool_cb(void *arg, struct sign_job *job, int res)
+{
+	int *n = arg;
+
+	cr_assert_eq(res, 0);
+	(*n)++;
+	sign_job_free(job);
+}
+
+Test(sign_msg, pool_completes_via_eventfd, .fini = done)
+{
+	struct sign_pool *p;
+	struct pollfd pfd;
+	char why[200], dom[200];
+	int i, n = 0;
+
+	load(CONF_UNSIGNED_ACCEPT, true);
+	p = sign_pool_new(3);
+	cr_assert_not_null(p);
+	for (i = 0; i < 50; i++) {
+		struct sign_msg *m = sign_msg_new(keys);
+		struct sign_job *job = NULL;
+
+		sign_msg_headers(m, H, strlen(H));
+		cr_assert_eq(sign_msg_finish(m, &job, why, sizeof(why), dom,
+					     sizeof(dom)),
+			     SIGN_JOB);
+		cr_assert_eq(sign_pool_submit(p, job, pool_cb, &n), 0);
+	}
+	pfd.fd = sign_pool_fd(p);
+	pfd.events = POLLIN;
+	while (n < 50) {
+		cr_assert_gt(poll(&pfd, 1, 5000), 0, "pool stalled at %d", n);
+		sign_pool_reap(p);
+	}
+	cr_assert_eq(n, 50);
+	sign_pool_free(p);
+}
