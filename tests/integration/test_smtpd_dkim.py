@@ -1,0 +1,136 @@
+"""The daemon signs what it accepts: OpenDKIM's KeyTable and SigningTable,
+taken verbatim from a typical OpenDKIM setup, drive it; what the spool
+stores verifies with dkimpy (python3-dkim); the policy for messages that
+cannot be signed answers as configured.
+"""
+import os
+import re
+import smtplib
+import subprocess
+
+import pytest
+
+from waxtest import waxseal_bin
+
+dkim = pytest.importorskip("dkim", reason="python3-dkim is not installed")
+
+
+def txt_of(path):
+    """The TXT record a genkey .txt file publishes, strings joined."""
+    return "".join(re.findall(r'"([^"]*)"', open(path).read()))
+
+
+@pytest.fixture
+def tables(tmp_path):
+    """Keys and tables laid out as in an OpenDKIM installation."""
+    kf = tmp_path / "keyfiles"
+    for dom, t in (("domain1.tld", "rsa"), ("domain.tld", "ed25519")):
+        (kf / dom).mkdir(parents=True)
+        subprocess.run([waxseal_bin(), "genkey", "-d", dom, "-s", "mail",
+                        "-t", t, "-D", str(kf / dom)], check=True,
+                       timeout=60)
+    (tmp_path / "KeyTable").write_text(
+        "# name domain:selector:keyfile\n"
+        f"mail._domainkey.domain1.tld domain1.tld:mail:"
+        f"{kf}/domain1.tld/mail.private\n"
+        f"mail._domainkey.% %:mail:{kf}/domain.tld/mail.private\n")
+    (tmp_path / "SigningTable").write_text(
+        "*@domain1.tld mail._domainkey.domain1.tld\n"
+        "* mail._domainkey.%\n")
+    return {
+        "lines": [f"dkim_key_table = {tmp_path}/KeyTable",
+                  f"dkim_signing_table = refile:{tmp_path}/SigningTable"],
+        "records": {
+            b"mail._domainkey.domain1.tld.":
+                txt_of(kf / "domain1.tld" / "mail.txt").encode(),
+            b"mail._domainkey.other.example.":
+                txt_of(kf / "domain.tld" / "mail.txt").encode(),
+        },
+    }
+
+
+def send(r, frm, body=b"Hello.\r\n", headers=None):
+    hdrs = headers if headers is not None else (
+        b"From: News <" + frm.encode() + b">\r\n"
+        b"To: reader@example.net\r\n"
+        b"Subject: this week\r\n"
+        b"List-Unsubscribe: <mailto:u@example.org>\r\n"
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+    with smtplib.SMTP(r.host, r.port, timeout=30) as s:
+        s.ehlo("client.test")
+        s.mail(frm)
+        s.rcpt("reader@example.net")
+        code, resp = s.data(hdrs + b"\r\n" + body)
+    return code, resp.decode()
+
+
+def verify(stored, records):
+    return dkim.verify(stored, dnsfunc=lambda name, timeout=5:
+                       records.get(name))
+
+
+def test_signed_messages_verify(relay, tables):
+    r = relay(*tables["lines"])
+    code, resp = send(r, "news@domain1.tld")
+    assert code == 250, resp
+    qid1 = resp.split()[-1]
+    code, resp = send(r, "news@other.example",
+                      body=b"..a dotted line\r\ncaf\xc3\xa9\r\n\r\n\r\n")
+    assert code == 250, resp
+    qid2 = resp.split()[-1]
+
+    one = r.queue_cat(qid1)
+    two = r.queue_cat(qid2)
+    assert b"d=domain1.tld" in one and b"a=rsa-sha256" in one, one
+    assert b"d=other.example" in two and b"a=ed25519-sha256" in two, two
+    assert verify(one, tables["records"])
+    assert verify(two, tables["records"])
+
+    # RFC 8058: List-Unsubscribe-Post is signed, and oversigned.
+    h = re.sub(rb"\s", b"", re.search(rb"h=([^;]*);", one).group(1)).lower()
+    assert h.count(b"list-unsubscribe-post") == 2, h
+    assert h.count(b"from") == 2, h
+
+    # A changed byte breaks the signature.
+    assert not verify(one.replace(b"Hello.", b"Hello!"), tables["records"])
+
+
+def test_no_from_is_refused(relay, tables):
+    r = relay(*tables["lines"])
+    code, resp = send(r, "x@domain1.tld",
+                      headers=b"To: reader@example.net\r\nSubject: s\r\n")
+    assert code == 550 and resp.startswith("5.7."), (code, resp)
+    code, resp = send(r, "x@domain1.tld",
+                      headers=b"From: a@domain1.tld\r\n"
+                              b"From: b@domain1.tld\r\n")
+    assert code == 550 and resp.startswith("5.7."), (code, resp)
+    assert r.queue_list() == []
+
+
+@pytest.mark.parametrize("action,code", [("accept", 250), ("defer", 451),
+                                         ("reject", 550)])
+def test_unsigned_action(relay, tmp_path, tables, action, code):
+    # Only domain1.tld may be signed here.
+    st = tmp_path / "OnlyOne"
+    st.write_text("*@domain1.tld mail._domainkey.domain1.tld\n")
+    r = relay(tables["lines"][0], f"dkim_signing_table = refile:{st}",
+              f"dkim_unsigned_action = {action}")
+    got, resp = send(r, "news@nokey.example")
+    assert got == code, resp
+    assert "from_domain=nokey.example" in r.log(), r.log()
+    queued = r.queue_list()
+    assert len(queued) == (1 if code == 250 else 0), queued
+    if queued:
+        assert b"DKIM-Signature" not in r.queue_cat(queued[0]["id"])
+
+
+def test_bad_key_stops_start(relay, tmp_path, tables):
+    key = tmp_path / "keyfiles" / "domain1.tld" / "mail.private"
+    os.chmod(key, 0o644)
+    r = relay(*tables["lines"], start=False)
+    r._pick_ports()
+    r.write_config()
+    p = subprocess.run([waxseal_bin(), "run", "-c", str(r.conf)],
+                       capture_output=True, timeout=30)
+    assert p.returncode != 0
+    assert str(key).encode() in p.stderr, p.stderr
