@@ -701,14 +701,23 @@ static bool smtpd_ehlo_check(struct smtpd_session *s, const char *a, size_t n)
 	return true;
 }
 
+/* smtpd_greet - EHLO or HELO: a new start, as after RSET. */
+static bool smtpd_greet(struct smtpd_session *s, const char *a, size_t n,
+			bool esmtp)
+{
+	if (!smtpd_ehlo_check(s, a, n))
+		return false;
+	smtpd_reset(s);
+	s->state = SMTPD_READY;
+	s->esmtp = esmtp;
+	return true;
+}
+
 /* smtpd_do_ehlo - greet and list the extensions. */
 static void smtpd_do_ehlo(struct smtpd_session *s, const char *a, size_t n)
 {
-	if (!smtpd_ehlo_check(s, a, n))
+	if (!smtpd_greet(s, a, n, true))
 		return;
-	smtpd_reset(s);
-	s->state = SMTPD_READY;
-	s->esmtp = true;
 	smtpd_reply(s, "250-%s", s->c->myhostname);
 	smtpd_reply(s, "250-PIPELINING");
 	smtpd_reply(s, "250-SIZE %" PRId64, s->c->message_size_limit);
@@ -724,12 +733,8 @@ static void smtpd_do_ehlo(struct smtpd_session *s, const char *a, size_t n)
 /* smtpd_do_helo - RFC 821 greeting: no extensions. */
 static void smtpd_do_helo(struct smtpd_session *s, const char *a, size_t n)
 {
-	if (!smtpd_ehlo_check(s, a, n))
-		return;
-	smtpd_reset(s);
-	s->state = SMTPD_READY;
-	s->esmtp = false;
-	smtpd_reply(s, "250 %s", s->c->myhostname);
+	if (smtpd_greet(s, a, n, false))
+		smtpd_reply(s, "250 %s", s->c->myhostname);
 }
 
 /* smtpd_keyword - a "FROM:"/"TO:" keyword, case-insensitive; past it. */

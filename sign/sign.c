@@ -58,6 +58,7 @@ struct sign_msg {
 	const struct sign_hname **hl; /* h= names in order */
 	size_t nhl;
 	long long t; /* t= value; -1: the clock */
+	bool nobody; /* the message cannot be signed: skip the body hash */
 };
 
 /* keys_add_name - add one header name unless present; over ORs in. */
@@ -250,6 +251,18 @@ int sign_msg_headers(struct sign_msg *m, const char *hdr, size_t len)
 		return r;
 	msg_from(m, f, nf);
 
+	/*
+	 * Without tables, or without exactly one usable From, finish can
+	 * only refuse or leave the message unsigned: canonicalising the
+	 * header and hashing the body would be work thrown away.
+	 */
+	if (k->none || m->nfrom != 1 || m->from_err) {
+		m->nobody = true;
+		m->have_hdr = true;
+		free(f);
+		return 0;
+	}
+
 	for (i = 0; i < k->nh; i++)
 		total += sign_hdr_count(f, nf, k->h[i].name, k->h[i].len) +
 			 k->h[i].over;
@@ -284,7 +297,8 @@ fail:
 /* sign_msg_body - straight into the streaming canonicaliser. */
 void sign_msg_body(struct sign_msg *m, const char *body, size_t len)
 {
-	sign_canon_body_update(&m->body, body, len);
+	if (!m->nobody)
+		sign_canon_body_update(&m->body, body, len);
 }
 
 /* msg_free - release the per-message state. */
