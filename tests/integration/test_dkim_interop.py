@@ -257,3 +257,47 @@ def test_waxseal_ed25519_opendkim(keys, tmp_path):
     signed = wax_sign(keys, "relaxed/relaxed", ["ed"])
     res, out = opendkim_check(keys, tmp_path, signed, "ed")
     assert res == "pass", out
+
+
+def test_opendkim_verifies_over_dns(keys, tmp_path):
+    """OpenDKIM's verifier looking the keys up in DNS, as it does in
+    production: dnsmasq serves the TXT records on port 53 of a loopback
+    address of this test's own (OpenDKIM's Nameservers setting takes no
+    port), and opendkim -t checks a dual-signed message through it."""
+    dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    if not os.path.exists(dnsmasq) or not os.path.exists("/usr/sbin/opendkim"):
+        pytest.skip("dnsmasq or opendkim is not installed")
+    if os.geteuid() != 0:
+        pytest.skip("port 53 on a loopback address needs root")
+    addr = "127.53.%d.%d" % (os.getpid() % 250 + 1, int(time.time()) % 250 + 1)
+    args = [dnsmasq, "-k", "--no-resolv", "--no-hosts", "-C", "/dev/null",
+            "--port=53", f"--listen-address={addr}", "--bind-interfaces",
+            f"--pid-file={tmp_path}/pid", "--local=/example.com/"]
+    for s in ("rsa", "ed"):
+        t = txt_of(keys / f"{s}.txt")
+        chunks = ",".join(t[i:i + 200] for i in range(0, len(t), 200))
+        args.append(f"--txt-record={s}._domainkey.example.com,{chunks}")
+    d = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5)
+        if d.poll() is not None:
+            pytest.skip("dnsmasq cannot listen on %s:53: %s"
+                        % (addr, d.stderr.read().decode(errors="replace")))
+        (tmp_path / "od.conf").write_text(
+            f"Mode v\nNameservers {addr}\nSyslog no\n")
+        for sel in ("rsa", "ed"):
+            signed = wax_sign(keys, "relaxed/relaxed", [sel])
+            for msg, want in ((signed, "pass"),
+                              (signed.replace(b"caf", b"cab"), "fail")):
+                f = tmp_path / "msg"
+                f.write_bytes(msg.replace(b"\r\n", b"\n"))
+                p = subprocess.run(["/usr/sbin/opendkim", "-vvv", "-x",
+                                    str(tmp_path / "od.conf"), "-t", str(f)],
+                                   capture_output=True, timeout=60)
+                out = (p.stdout + p.stderr).decode(errors="replace")
+                m = re.search(r"dkim=(\w+)", out)
+                assert m and m.group(1) == want, (sel, want, out)
+    finally:
+        d.terminate()
+        d.wait()
