@@ -477,6 +477,22 @@ static size_t smtpd_received(struct smtpd_session *s, char *buf, size_t len)
 	return n > 0 && (size_t)n < len ? (size_t)n : 0;
 }
 
+/*
+ * smtpd_resume - a transaction has its answer: forget it, go on with the
+ * commands that waited behind it, and drop the reference the signer or
+ * the spool held.
+ */
+static void smtpd_resume(struct smtpd_session *s)
+{
+	smtpd_reset(s);
+	if (s->sock) {
+		smtpd_process(s);
+		if (s->sock && !s->closing)
+			relay_sock_read_start(s->sock);
+	}
+	smtpd_unref(s);
+}
+
 /* smtpd_queued_cb - the spool has the message on disk (or failed). */
 static void smtpd_queued_cb(void *arg, int res, const char *id)
 {
@@ -501,13 +517,7 @@ static void smtpd_queued_cb(void *arg, int res, const char *id)
 		relay_warn(id, "queue-failed session=%s reason=%s", s->id,
 			   strerror(-res));
 
-	smtpd_reset(s);
-	if (s->sock) {
-		smtpd_process(s);
-		if (s->sock && !s->closing)
-			relay_sock_read_start(s->sock);
-	}
-	smtpd_unref(s);
+	smtpd_resume(s);
 }
 
 /*
@@ -564,13 +574,7 @@ static void smtpd_signed_cb(void *arg, struct sign_job *job, int res)
 		if (s->sock)
 			smtpd_reply(s, "451 4.7.0 Error: signing failed");
 		sign_job_free(job);
-		smtpd_reset(s);
-		if (s->sock) {
-			smtpd_process(s);
-			if (s->sock && !s->closing)
-				relay_sock_read_start(s->sock);
-		}
-		smtpd_unref(s);
+		smtpd_resume(s);
 		return;
 	}
 	smtpd_store(s, sig, len);
