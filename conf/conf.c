@@ -120,6 +120,8 @@ static const char *const conf_w_log[] = {"error", "warning", "info", "debug",
 static const char *const conf_w_bare_lf[] = {"normalize", "reject", NULL};
 /* smtpd offers TLS or requires it; "verify" makes sense only for a client */
 static const char *const conf_w_smtpd_tls[] = {"none", "may", "encrypt", NULL};
+static const char *const conf_w_smtp_tls[] = {"none", "may", "encrypt",
+					      "verify", NULL};
 static const char *const conf_w_unsigned[] = {"accept", "defer", "reject",
 					      NULL};
 
@@ -225,6 +227,67 @@ static const struct conf_param conf_params[] = {
     CONF_P(dkim_signature_ttl, TIME, "0",
 	   "signature lifetime (x= tag); 0: no expiry"),
     CONF_P(sign_threads, INT, "0", "signing threads; 0: one per CPU"),
+
+    /* Delivery: routing and DNS. */
+    CONF_P(relayhost, STR, "",
+	   "send all mail to this host: [host]:port skips the MX lookup; "
+	   "empty: by MX"),
+    CONF_P(transport_maps, STR, "",
+	   "file of `domain [host]:port` next hops; .domain for subdomains"),
+    CONF_P(dns_servers, LIST, "",
+	   "DNS servers as ip or ip:port; empty: those of /etc/resolv.conf"),
+    CONF_P(defer_transports, LIST, "",
+	   "\"smtp\" holds all delivery until `waxseal queue flush`"),
+
+    /* Delivery: per-destination scheduling. */
+    CONF_P(initial_destination_concurrency, INT, "5",
+	   "connections a destination starts with"),
+    CONF_P(default_destination_concurrency_limit, INT, "20",
+	   "the most connections to one destination"),
+    CONF_P(destination_concurrency_limits, STR, "",
+	   "file of `destination limit` lines overriding the default limit"),
+    CONF_P(destination_concurrency_failed_cohort_limit, INT, "1",
+	   "failed connections in a row, at concurrency 1, that suspend a "
+	   "destination"),
+    CONF_P(destination_rate_limit, INT, "0",
+	   "messages per second to one destination; 0: no limit"),
+    CONF_P(default_destination_recipient_limit, INT, "50",
+	   "the most recipients in one SMTP transaction"),
+    CONF_P(smtp_connection_cache_time_limit, TIME, "2s",
+	   "how long an idle connection is kept for reuse"),
+    CONF_P(minimal_backoff_time, TIME, "300s",
+	   "the shortest wait before a deferred message is tried again"),
+    CONF_P(maximal_backoff_time, TIME, "4000s",
+	   "the longest wait before a deferred message is tried again"),
+    CONF_P(maximal_queue_lifetime, TIME, "5d",
+	   "how long a message may stay deferred before it bounces"),
+    CONF_P(bounce_queue_lifetime, TIME, "5d",
+	   "the same for a bounce (null sender)"),
+
+    /* Delivery: the SMTP client. */
+    CONF_P(smtp_helo_name, STR, "$myhostname",
+	   "the name waxseal gives in EHLO/HELO"),
+    CONF_P(smtp_connect_timeout, TIME, "30s",
+	   "how long a TCP connection may take to open"),
+    CONF_P(smtp_helo_timeout, TIME, "300s",
+	   "how long to wait for the banner, EHLO and STARTTLS replies"),
+    CONF_P(smtp_mail_timeout, TIME, "300s",
+	   "how long to wait for MAIL, RCPT and DATA replies"),
+    CONF_P(smtp_data_done_timeout, TIME, "600s",
+	   "how long to wait for the reply after the final dot"),
+    CONF_P(smtp_tls_security_level, ENUM, "may",
+	   "STARTTLS to destinations: none, may, encrypt, verify",
+	   .words = conf_w_smtp_tls),
+    CONF_P(smtp_tls_CAfile, STR, "",
+	   "PEM file of trusted CAs for smtp_tls_security_level = verify"),
+    CONF_P(smtp_tls_CApath, STR, "",
+	   "directory of trusted CAs (hashed names), for verify"),
+    CONF_P(smtp_tls_protocols, STR, ">=TLSv1.2",
+	   "TLS protocol versions the SMTP client uses"),
+    CONF_P(smtp_tls_ciphers, STR, "medium",
+	   "the cipher grade the SMTP client offers"),
+    CONF_P(delivery_log, STR, "$queue_directory/delivery.log",
+	   "JSON lines, one per recipient outcome; empty: none"),
 };
 
 #define CONF_NPARAM (sizeof(conf_params) / sizeof(conf_params[0]))

@@ -114,6 +114,38 @@ struct conf {
 	int64_t dkim_signature_ttl;              /* ms, 0: no x= tag */
 	int64_t sign_threads;                    /* 0: number of CPUs */
 
+	/* Delivery: routing and DNS. */
+	char *relayhost;                         /* "" or [host]:port, host */
+	char *transport_maps;                    /* "" or a map file */
+	struct conf_list dns_servers;            /* "" = resolv.conf */
+	struct conf_list defer_transports;       /* "smtp": hold delivery */
+
+	/* Delivery: per-destination scheduling. */
+	int64_t initial_destination_concurrency;
+	int64_t default_destination_concurrency_limit;
+	char *destination_concurrency_limits;    /* "" or a map file */
+	int64_t destination_concurrency_failed_cohort_limit;
+	int64_t destination_rate_limit;          /* msgs/s; 0: none */
+	int64_t default_destination_recipient_limit;
+	int64_t smtp_connection_cache_time_limit; /* ms */
+	int64_t minimal_backoff_time;            /* ms */
+	int64_t maximal_backoff_time;            /* ms */
+	int64_t maximal_queue_lifetime;          /* ms */
+	int64_t bounce_queue_lifetime;           /* ms */
+
+	/* Delivery: the SMTP client. */
+	char *smtp_helo_name;
+	int64_t smtp_connect_timeout;            /* ms */
+	int64_t smtp_helo_timeout;               /* ms: banner, EHLO, TLS */
+	int64_t smtp_mail_timeout;               /* ms: MAIL, RCPT, DATA */
+	int64_t smtp_data_done_timeout;          /* ms: after the final dot */
+	int smtp_tls_security_level;             /* enum conf_tls_level */
+	char *smtp_tls_CAfile;
+	char *smtp_tls_CApath;
+	char *smtp_tls_protocols;
+	char *smtp_tls_ciphers;
+	char *delivery_log;                      /* "" : no delivery log */
+
 	/* The unexpanded values and where each was set, kept so that
 	 * conf_set() can re-expand every $name after an override; owned,
 	 * private to conf.c. */

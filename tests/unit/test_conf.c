@@ -685,7 +685,8 @@ Test(conf, print_n)
 			      "smtpd_tls_cert_file = /c$$d\n"
 			      "queue_minfree = 1024\n"
 			      "dkim_oversign_headers = From, To\n"
-			      "dkim_multiple_signatures = yes\n");
+			      "dkim_multiple_signatures = yes\n"
+			      "delivery_log = /q/delivery.log\n");
 	free(out);
 }
 
@@ -710,7 +711,7 @@ Test(conf, print_verbose_and_all)
 	size_t lines = 0;
 	for (line = out; (line = strchr(line, '\n')) != NULL; line++)
 		lines++;
-	cr_assert_eq(lines, 38);
+	cr_assert_eq(lines, 64);
 	free(out);
 }
 
