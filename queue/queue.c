@@ -9,12 +9,17 @@
  *	MSG	id[16] | arrival_ms i64 | flags u32 | sender_len u32 | sender |
  *		nrcpt u32 | (rcpt_len u32 | rcpt) * nrcpt | data_len u64 | data
  *	DONE	id[16]
+ *	RCPT	id[16] | n u32 | index u32 * n
+ *	DEFER	id[16] | next_ms i64 | attempts u32
+ *	HOLD	id[16] | held u8 (0 or 1)
+ *	MARK	id[16]
  *
  * A MSG payload ends exactly where its data ends, so a record whose lengths
  * do not add up is malformed even when its checksum matches. A record that
- * passes the checksum but cannot be decoded (or repeats a live ID) is
- * skipped and counted in corrupt_records: its framing is sound, so the
- * records after it can still be trusted.
+ * passes the checksum but cannot be decoded is skipped and counted in
+ * corrupt_records: its framing is sound, so the records after it can still
+ * be trusted. The same holds for RCPT, DEFER, HOLD and MARK payloads of the
+ * wrong length or with a recipient index out of range.
  *
  * Queue IDs: 44 bits of Unix time in milliseconds (enough until the year
  * 2527) above a 20-bit counter, printed as 16 upper-case hex digits. A new
@@ -29,11 +34,23 @@
  * disturbs the one queued behind it. When a batch completes and another is
  * pending, the next one is started at once.
  *
- * XXX: segments are never deleted: nothing yet reclaims a segment whose
- * messages are all done, so the spool's disk use grows until minfree
- * refuses mail. The safe rule is to delete only the oldest segment, and
- * only when none of its messages is live (a DONE record may refer to a
- * message in an older segment), with a directory fsync after the unlink.
+ * Segments: the spool keeps one struct queue_seg per file on disk, oldest
+ * first, with the bytes and count of the live MSG records in it and the
+ * largest ID any of its durable records carries. A message counts in the
+ * segment of its durable MSG record; a copy made by reclaiming moves it
+ * when the copy's batch is durable. The rule of queue.h for deleting is
+ * checked against these: the oldest segment goes when it is closed, holds
+ * nothing live and its largest ID is not above the newest segment's.
+ * That last condition is what MARK records are for: a batch that starts
+ * an empty segment while older ones exist is written behind a MARK with
+ * the largest ID taken so far, so the newest segment always vouches for
+ * every ID in the segments deleted before it. After recovery the newest
+ * segment may lack such a record; the next batch then opens a new one.
+ *
+ * One deletion per flush, each followed by an fsync of the directory,
+ * keeps deletions durable in order whatever the filesystem: were a newer
+ * segment's unlink to reach the disk before an older one's, a message of
+ * the older one could lose its DONE record and come back.
  *
  * Segment files are not preallocated: recovery can then take the file size
  * as the end of the data, and a zero-filled region (left by a filesystem
@@ -72,14 +89,26 @@ struct queue_ent {
 	struct queue_ent *hnext; /* hash chain */
 	struct queue_ent *prev;	 /* arrival order */
 	struct queue_ent *next;
+	bool resync; /* its state is being restated after a failure */
 };
 
-/* One appended MSG waiting for its batch to be durable. */
+/* One segment file on disk. */
+struct queue_seg {
+	uint32_t num;
+	uint64_t size;	     /* durable bytes */
+	uint64_t live_bytes; /* of live MSG records in it */
+	size_t live;	     /* their number */
+	uint64_t maxid;	     /* largest ID in its durable records */
+	bool stuck;	     /* a copy could not read it back */
+};
+
+/* One MSG (new, or a copy made by reclaiming) waiting for its batch. */
 struct queue_item {
 	queue_append_cb cb;
 	void *arg;
 	uint64_t idval;
 	uint64_t reloff; /* of the record inside the batch */
+	bool copy;	 /* a copy: no callback, the entry moves */
 	char id[QUEUE_ID_LEN + 1];
 };
 
@@ -90,6 +119,7 @@ struct queue_batch {
 	struct queue_item *items;
 	size_t nitems;
 	size_t capitems;
+	uint64_t maxid; /* largest ID in its records */
 };
 
 struct queue_spool {
@@ -106,8 +136,16 @@ struct queue_spool {
 	struct queue_batch pending;
 	struct queue_batch flight;
 	bool busy;	  /* flight is being written or synced */
-	uint64_t wr_base; /* segment offset of flight */
-	uint64_t wr_done; /* bytes of flight written so far */
+	uint64_t wr_base; /* segment offset of flight (of its MARK if any) */
+	uint64_t wr_done; /* bytes of MARK and flight written so far */
+	unsigned char mark[QUEUE_HDR + QUEUE_ID_LEN];
+	size_t mark_len; /* 0, or the MARK before flight */
+
+	struct queue_seg *segs; /* oldest first; the last is the newest */
+	size_t nsegs;
+	size_t capsegs;
+	bool copying;	/* copies made by reclaiming are not yet durable */
+	bool dir_dirty; /* an unlink not yet made durable by fsync */
 
 	struct queue_ent **tab;
 	size_t tabsize; /* power of two */
@@ -317,6 +355,59 @@ static void queue_id_format(uint64_t v, char out[QUEUE_ID_LEN + 1])
 	snprintf(out, QUEUE_ID_LEN + 1, "%016" PRIX64, v);
 }
 
+/* ---- segment accounting ---- */
+
+/* queue_seg_find - the descriptor of segment num, or NULL. */
+static struct queue_seg *queue_seg_find(struct queue_spool *s, uint32_t num)
+{
+	size_t lo = 0, hi = s->nsegs;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->segs[mid].num == num)
+			return &s->segs[mid];
+		if (s->segs[mid].num < num)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* queue_seg_push - add the descriptor of a new newest segment. */
+static int queue_seg_push(struct queue_spool *s, uint32_t num)
+{
+	if (s->nsegs == s->capsegs) {
+		size_t n = s->capsegs ? s->capsegs * 2 : 16;
+		struct queue_seg *v = realloc(s->segs, n * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		s->segs = v;
+		s->capsegs = n;
+	}
+	s->segs[s->nsegs++] = (struct queue_seg){.num = num};
+	return 0;
+}
+
+/* queue_seg_live - count a durable MSG record in (+1) or out (-1). */
+static void queue_seg_live(struct queue_spool *s, uint32_t num, uint64_t reclen,
+			   int sign)
+{
+	struct queue_seg *g = queue_seg_find(s, num);
+
+	if (!g)
+		return;
+	if (sign > 0) {
+		g->live++;
+		g->live_bytes += reclen;
+	} else {
+		g->live--;
+		g->live_bytes -= reclen;
+	}
+}
+
 /* ---- the index ---- */
 
 /* queue_hash - bucket of an ID (the low bits are a counter, so mix). */
@@ -391,6 +482,8 @@ static int queue_index_add(struct queue_spool *s, struct queue_ent *e)
 
 	s->count++;
 	s->live_bytes += e->reclen;
+	if (e->m.durable)
+		queue_seg_live(s, e->m.segment, e->reclen, 1);
 	return 0;
 }
 
@@ -423,7 +516,42 @@ static void queue_index_del(struct queue_spool *s, struct queue_ent *e)
 
 	s->count--;
 	s->live_bytes -= e->reclen;
+	if (e->m.durable)
+		queue_seg_live(s, e->m.segment, e->reclen, -1);
 	queue_ent_free(e);
+}
+
+/*
+ * queue_index_replace - a later MSG record for a live ID (a copy made by
+ * reclaiming): e takes the place of old, which keeps its delivery state
+ * (a copy whose batch was torn after its MSG record must not forget what
+ * the records before it said); old's envelope goes and e is freed. Both
+ * are durable: this happens in recovery only.
+ */
+static void queue_index_replace(struct queue_spool *s, struct queue_ent *old,
+				struct queue_ent *e)
+{
+	char **blk = old->m.rcpts;
+
+	queue_seg_live(s, old->m.segment, old->reclen, -1);
+	s->live_bytes -= old->reclen;
+
+	/* Recipients carry over by index, so only with the same list size. */
+	if (e->m.nrcpt == old->m.nrcpt) {
+		memcpy(e->m.rcpt_done, old->m.rcpt_done, e->m.nrcpt);
+		e->m.npending = old->m.npending;
+	}
+	e->m.next_ms = old->m.next_ms;
+	e->m.attempts = old->m.attempts;
+	e->m.held = old->m.held;
+	old->m = e->m;
+	old->reclen = e->reclen;
+	old->data_off = e->data_off;
+	e->m.rcpts = blk;
+	queue_ent_free(e);
+
+	s->live_bytes += old->reclen;
+	queue_seg_live(s, old->m.segment, old->reclen, 1);
 }
 
 /* ---- MSG payloads ---- */
@@ -500,12 +628,16 @@ static int queue_msg_decode(const unsigned char *p, size_t n,
 	if (queue_cur_take(&c, 8, &x) < 0 || queue_get64(x) != c.n)
 		goto fail;
 
-	/* One block holds the rcpts array, the sender and every rcpt. */
+	/*
+	 * One block holds the rcpts array, the sender, every rcpt and the
+	 * rcpt_done flags.
+	 */
 	r = -ENOMEM;
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		goto fail;
-	e->m.rcpts = malloc((size_t)nrcpt * sizeof(char *) + strbytes);
+	e->m.rcpts =
+	    malloc((size_t)nrcpt * sizeof(char *) + strbytes + nrcpt + 1);
 	if (!e->m.rcpts)
 		goto fail;
 	r = -EINVAL;
@@ -523,6 +655,9 @@ static int queue_msg_decode(const unsigned char *p, size_t n,
 		e->m.rcpts[i] = queue_str_copy(&blk, str, len);
 	}
 	e->m.nrcpt = nrcpt;
+	e->m.rcpt_done = (uint8_t *)blk;
+	memset(e->m.rcpt_done, 0, nrcpt);
+	e->m.npending = nrcpt;
 	e->m.size = c.n;
 	e->data_off = QUEUE_HDR + (uint64_t)(c.p - p);
 	e->reclen = QUEUE_HDR + n;
@@ -594,8 +729,8 @@ static void queue_msg_encode(unsigned char *p, const struct queue_msg_in *m,
 
 /* ---- batches ---- */
 
-/* queue_batch_reserve - room for extra bytes and one more item. */
-static int queue_batch_reserve(struct queue_batch *b, size_t extra)
+/* queue_batch_room - room for extra more bytes in b. */
+static int queue_batch_room(struct queue_batch *b, size_t extra)
 {
 	if (b->len + extra > b->cap) {
 		size_t cap = b->cap ? b->cap : 64 * 1024;
@@ -609,6 +744,14 @@ static int queue_batch_reserve(struct queue_batch *b, size_t extra)
 		b->buf = p;
 		b->cap = cap;
 	}
+	return 0;
+}
+
+/* queue_batch_reserve - room for extra bytes and one more item. */
+static int queue_batch_reserve(struct queue_batch *b, size_t extra)
+{
+	if (queue_batch_room(b, extra) < 0)
+		return -ENOMEM;
 	if (b->nitems == b->capitems) {
 		size_t n = b->capitems ? b->capitems * 2 : 64;
 		struct queue_item *it = realloc(b->items, n * sizeof(*it));
@@ -617,6 +760,132 @@ static int queue_batch_reserve(struct queue_batch *b, size_t extra)
 			return -ENOMEM;
 		b->items = it;
 		b->capitems = n;
+	}
+	return 0;
+}
+
+/*
+ * queue_rec_open - a place in the pending batch for a record of plen
+ * payload bytes about e, its ID already written; NULL when out of memory.
+ * queue_rec_close adds it to the batch.
+ */
+static unsigned char *queue_rec_open(struct queue_spool *s,
+				     const struct queue_ent *e, size_t plen)
+{
+	unsigned char *rec;
+
+	if (queue_batch_room(&s->pending, QUEUE_HDR + plen) < 0)
+		return NULL;
+	rec = s->pending.buf + s->pending.len;
+	memcpy(rec + QUEUE_HDR, e->m.id, QUEUE_ID_LEN);
+	return rec;
+}
+
+/* queue_rec_close - seal a record from queue_rec_open and keep it. */
+static void queue_rec_close(struct queue_spool *s, const struct queue_ent *e,
+			    unsigned char *rec, unsigned type, size_t plen)
+{
+	queue_rec_seal(rec, type, plen);
+	s->pending.len += QUEUE_HDR + plen;
+	if (e->idval > s->pending.maxid)
+		s->pending.maxid = e->idval;
+}
+
+/* queue_put_defer - append a DEFER record with e's schedule. */
+static int queue_put_defer(struct queue_spool *s, const struct queue_ent *e)
+{
+	unsigned char *rec = queue_rec_open(s, e, QUEUE_ID_LEN + 12);
+
+	if (!rec)
+		return -ENOMEM;
+	queue_put64(rec + QUEUE_HDR + QUEUE_ID_LEN, (uint64_t)e->m.next_ms);
+	queue_put32(rec + QUEUE_HDR + QUEUE_ID_LEN + 8, e->m.attempts);
+	queue_rec_close(s, e, rec, QUEUE_REC_DEFER, QUEUE_ID_LEN + 12);
+	return 0;
+}
+
+/* queue_put_hold - append a HOLD record with e's hold flag. */
+static int queue_put_hold(struct queue_spool *s, const struct queue_ent *e)
+{
+	unsigned char *rec = queue_rec_open(s, e, QUEUE_ID_LEN + 1);
+
+	if (!rec)
+		return -ENOMEM;
+	rec[QUEUE_HDR + QUEUE_ID_LEN] = e->m.held ? 1 : 0;
+	queue_rec_close(s, e, rec, QUEUE_REC_HOLD, QUEUE_ID_LEN + 1);
+	return 0;
+}
+
+/*
+ * queue_state_size - bytes of the records queue_put_state appends for e:
+ * a RCPT with every done recipient (if any), then a DEFER and a HOLD, each
+ * only when it differs from a new message's unless all is set.
+ */
+static size_t queue_state_size(const struct queue_ent *e, bool all)
+{
+	size_t k = e->m.nrcpt - e->m.npending, n = 0;
+
+	if (k)
+		n += QUEUE_HDR + QUEUE_ID_LEN + 4 + 4 * k;
+	if (all || e->m.next_ms || e->m.attempts)
+		n += QUEUE_HDR + QUEUE_ID_LEN + 12;
+	if (all || e->m.held)
+		n += QUEUE_HDR + QUEUE_ID_LEN + 1;
+	return n;
+}
+
+/* queue_put_state - append e's whole delivery state, see above. */
+static int queue_put_state(struct queue_spool *s, const struct queue_ent *e,
+			   bool all)
+{
+	size_t k = e->m.nrcpt - e->m.npending, j = 0;
+	unsigned char *rec, *p;
+
+	if (queue_batch_room(&s->pending, queue_state_size(e, all)) < 0)
+		return -ENOMEM;
+
+	/* With the room taken at once, nothing below can fail half-way. */
+	if (k) {
+		rec = queue_rec_open(s, e, QUEUE_ID_LEN + 4 + 4 * k);
+		p = rec + QUEUE_HDR + QUEUE_ID_LEN;
+		queue_put32(p, (uint32_t)k);
+		for (size_t i = 0; i < e->m.nrcpt; i++)
+			if (e->m.rcpt_done[i])
+				queue_put32(p + 4 + 4 * j++, (uint32_t)i);
+		queue_rec_close(s, e, rec, QUEUE_REC_RCPT,
+				QUEUE_ID_LEN + 4 + 4 * k);
+	}
+	if (all || e->m.next_ms || e->m.attempts)
+		queue_put_defer(s, e);
+	if (all || e->m.held)
+		queue_put_hold(s, e);
+	return 0;
+}
+
+/* queue_msg_rec_ok - rec (reclen bytes, read back) is an intact MSG. */
+static bool queue_msg_rec_ok(const unsigned char *rec, uint64_t reclen)
+{
+	return !memcmp(rec, QUEUE_MAGIC, 4) && rec[4] == QUEUE_REC_MSG &&
+	       queue_get32(rec + 8) == reclen - QUEUE_HDR &&
+	       queue_rec_crc(rec, reclen - QUEUE_HDR) == queue_get32(rec + 12);
+}
+
+/* queue_pread_all - read exactly len bytes at off. */
+static int queue_pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t k =
+		    pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EIO;
+		got += (size_t)k;
 	}
 	return 0;
 }
@@ -665,9 +934,14 @@ static int queue_seg_next(struct queue_spool *s)
 	/* Recovery only knows names with eight digits. */
 	if (s->seg_num >= 99999999)
 		return -EOVERFLOW;
-	fd = queue_seg_create(s, s->seg_num + 1);
+	fd = queue_seg_push(s, s->seg_num + 1);
 	if (fd < 0)
 		return fd;
+	fd = queue_seg_create(s, s->seg_num + 1);
+	if (fd < 0) {
+		s->nsegs--;
+		return fd;
+	}
 	close(s->seg_fd);
 	s->seg_fd = fd;
 	s->seg_num++;
@@ -800,25 +1074,108 @@ static int queue_rd_get(struct queue_rd *rd, uint64_t off, size_t n,
 	return 0;
 }
 
+/* queue_rec_id - the ID a state, DONE or MARK payload starts with. */
+static int queue_rec_id(struct queue_spool *s, const unsigned char *pl,
+			size_t len, size_t want, uint64_t *v)
+{
+	if (len < want || queue_id_parse((const char *)pl, v) < 0) {
+		s->st.corrupt_records++;
+		return -EINVAL;
+	}
+
+	/* Every ID on disk counts, so that no new ID repeats one. */
+	if (*v > s->last_id)
+		s->last_id = *v;
+	if (s->nsegs && *v > s->segs[s->nsegs - 1].maxid)
+		s->segs[s->nsegs - 1].maxid = *v;
+	return 0;
+}
+
+/* queue_rec_rcpt - apply a RCPT payload to e, all of it or nothing. */
+static void queue_rec_rcpt(struct queue_spool *s, struct queue_ent *e,
+			   const unsigned char *pl, size_t len)
+{
+	const unsigned char *p = pl + QUEUE_ID_LEN + 4;
+	uint32_t n = queue_get32(pl + QUEUE_ID_LEN);
+
+	if ((len - QUEUE_ID_LEN - 4) / 4 != n || (len - QUEUE_ID_LEN - 4) % 4) {
+		s->st.corrupt_records++;
+		return;
+	}
+	if (!e)
+		return;
+	for (uint32_t i = 0; i < n; i++)
+		if (queue_get32(p + 4 * (size_t)i) >= e->m.nrcpt) {
+			s->st.corrupt_records++;
+			return;
+		}
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t k = queue_get32(p + 4 * (size_t)i);
+
+		if (!e->m.rcpt_done[k]) {
+			e->m.rcpt_done[k] = 1;
+			e->m.npending--;
+		}
+	}
+}
+
+/* queue_rec_state - apply a DONE, RCPT, DEFER, HOLD or MARK record. */
+static void queue_rec_state(struct queue_spool *s, unsigned type,
+			    const unsigned char *pl, size_t len)
+{
+	static const size_t want[] = {
+	    [QUEUE_REC_DONE] = QUEUE_ID_LEN,
+	    [QUEUE_REC_RCPT] = QUEUE_ID_LEN + 4,
+	    [QUEUE_REC_DEFER] = QUEUE_ID_LEN + 12,
+	    [QUEUE_REC_HOLD] = QUEUE_ID_LEN + 1,
+	    [QUEUE_REC_MARK] = QUEUE_ID_LEN,
+	};
+	struct queue_ent *e;
+	uint64_t v;
+
+	/* All but RCPT have one length; a record for no live ID is moot. */
+	if (queue_rec_id(s, pl, len, want[type], &v) < 0)
+		return;
+	if (type != QUEUE_REC_RCPT && len != want[type]) {
+		s->st.corrupt_records++;
+		return;
+	}
+	e = queue_tab_find(s, v);
+
+	switch (type) {
+	case QUEUE_REC_DONE:
+		if (e)
+			queue_index_del(s, e);
+		break;
+	case QUEUE_REC_RCPT:
+		queue_rec_rcpt(s, e, pl, len);
+		break;
+	case QUEUE_REC_DEFER:
+		if (e) {
+			e->m.next_ms = (int64_t)queue_get64(pl + QUEUE_ID_LEN);
+			e->m.attempts = queue_get32(pl + QUEUE_ID_LEN + 8);
+		}
+		break;
+	case QUEUE_REC_HOLD:
+		if (pl[QUEUE_ID_LEN] > 1)
+			s->st.corrupt_records++;
+		else if (e)
+			e->m.held = pl[QUEUE_ID_LEN];
+		break;
+	}
+}
+
 /* queue_rec_apply - update the index with one valid record. */
 static int queue_rec_apply(struct queue_spool *s, unsigned type,
 			   const unsigned char *pl, size_t len, uint32_t num,
 			   uint64_t off)
 {
 	struct queue_ent *e, *old;
-	uint64_t v;
 	int r;
 
-	if (type == QUEUE_REC_DONE) {
-		if (len != QUEUE_ID_LEN ||
-		    queue_id_parse((const char *)pl, &v) < 0) {
-			s->st.corrupt_records++;
-			return 0;
-		}
-		if ((old = queue_tab_find(s, v)))
-			queue_index_del(s, old);
-		if (v > s->last_id)
-			s->last_id = v;
+	if (type >= QUEUE_REC_DONE && type <= QUEUE_REC_MARK) {
+		queue_rec_state(s, type, pl, len);
 		return 0;
 	}
 	if (type != QUEUE_REC_MSG) {
@@ -827,9 +1184,7 @@ static int queue_rec_apply(struct queue_spool *s, unsigned type,
 	}
 
 	r = queue_msg_decode(pl, len, &e);
-	if (r == -EINVAL || (r == 0 && queue_tab_find(s, e->idval))) {
-		if (r == 0)
-			queue_ent_free(e);
+	if (r == -EINVAL) {
 		s->st.corrupt_records++;
 		return 0;
 	}
@@ -840,6 +1195,15 @@ static int queue_rec_apply(struct queue_spool *s, unsigned type,
 	e->m.durable = true;
 	if (e->idval > s->last_id)
 		s->last_id = e->idval;
+	if (e->idval > s->segs[s->nsegs - 1].maxid)
+		s->segs[s->nsegs - 1].maxid = e->idval;
+
+	/* A later MSG for a live ID is a copy: it wins, keeping the state. */
+	old = queue_tab_find(s, e->idval);
+	if (old) {
+		queue_index_replace(s, old, e);
+		return 0;
+	}
 	r = queue_index_add(s, e);
 	if (r < 0)
 		queue_ent_free(e);
@@ -901,6 +1265,10 @@ static int queue_seg_recover(struct queue_spool *s, uint32_t num, bool newest)
 		r = -errno;
 		goto fail;
 	}
+	r = queue_seg_push(s, num);
+	if (r < 0)
+		goto fail;
+	s->segs[s->nsegs - 1].size = (uint64_t)sb.st_size;
 
 	r = queue_seg_records(s, &rd, num, (uint64_t)sb.st_size, &end);
 	if (r < 0)
@@ -929,6 +1297,7 @@ static int queue_seg_recover(struct queue_spool *s, uint32_t num, bool newest)
 	if (keep) {
 		s->seg_fd = rd.fd;
 		s->seg_len = end;
+		s->segs[s->nsegs - 1].size = end;
 	} else {
 		close(rd.fd);
 	}
@@ -967,7 +1336,9 @@ static int queue_spool_recover(struct queue_spool *s, char *err, size_t errlen,
 
 	/* An empty spool gets its first segment now. */
 	if (n == 0 && !s->rdonly) {
-		r = queue_seg_create(s, 1);
+		r = queue_seg_push(s, 1);
+		if (r >= 0)
+			r = queue_seg_create(s, 1);
 		if (r < 0) {
 			queue_seterr(err, errlen, "cannot create segment", dir,
 				     r);
@@ -977,6 +1348,15 @@ static int queue_spool_recover(struct queue_spool *s, char *err, size_t errlen,
 		s->seg_num = 1;
 		r = 0;
 	}
+
+	/*
+	 * Older segments may only go while the newest vouches for their IDs
+	 * (see the file comment); if it cannot, the next batch opens a new
+	 * segment behind a MARK. An empty newest segment gets its MARK in
+	 * place.
+	 */
+	if (n > 1 && s->seg_len && s->segs[n - 1].maxid < s->last_id)
+		s->seg_roll = true;
 fail:
 	free(nums);
 	return r;
@@ -1055,6 +1435,7 @@ void queue_spool_close(struct queue_spool *s)
 		queue_ent_free(e);
 	}
 	free(s->tab);
+	free(s->segs);
 	free(s->pending.buf);
 	free(s->pending.items);
 	free(s->flight.buf);
@@ -1110,6 +1491,102 @@ int queue_spool_can_accept(struct queue_spool *s, uint64_t size)
 	return 0;
 }
 
+/* ---- reclaiming space ---- */
+
+/*
+ * queue_copy_forward - append the live MSG records of segment g again,
+ * each followed by its state, so that g can go once they are durable.
+ * XXX: the old records are read synchronously on the loop thread (up to a
+ * quarter of a segment, 16 MiB by default, once per segment); a message
+ * that cannot be read back marks the segment stuck, and it then pins every
+ * later segment until the next restart.
+ */
+static void queue_copy_forward(struct queue_spool *s, struct queue_seg *g)
+{
+	struct queue_batch *b = &s->pending;
+	struct queue_item *it;
+	struct queue_ent *e;
+	unsigned char *rec;
+	char name[32];
+	int fd;
+
+	queue_seg_name(name, sizeof(name), g->num);
+	fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		g->stuck = true;
+		return;
+	}
+
+	/* The list is in arrival order, so copies keep their order. */
+	for (e = s->head; e; e = e->next) {
+		if (!e->m.durable || e->m.segment != g->num)
+			continue;
+		if (queue_batch_reserve(b, e->reclen +
+					       queue_state_size(e, true)) < 0)
+			break;
+		rec = b->buf + b->len;
+		if (queue_pread_all(fd, rec, e->reclen, e->m.offset) < 0 ||
+		    !queue_msg_rec_ok(rec, e->reclen)) {
+			g->stuck = true;
+			break;
+		}
+
+		it = &b->items[b->nitems++];
+		*it = (struct queue_item){
+		    .idval = e->idval, .reloff = b->len, .copy = true};
+		memcpy(it->id, e->m.id, sizeof(it->id));
+		b->len += e->reclen;
+		if (e->idval > b->maxid)
+			b->maxid = e->idval;
+		s->copying = true;
+
+		/* The copy must stand alone once older records are gone. */
+		queue_put_state(s, e, true);
+	}
+	close(fd);
+}
+
+/*
+ * queue_reclaim - one step of reclaiming: delete the oldest segment if it
+ * may go (see queue.h), or else start copying its live messages forward.
+ */
+static void queue_reclaim(struct queue_spool *s)
+{
+	struct queue_seg *g = &s->segs[0];
+	char name[32];
+
+	if (s->rdonly || s->nsegs < 2 || g->stuck)
+		return;
+
+	/* A deletion waits until the one before it is durable. */
+	if (s->dir_dirty) {
+		if (fsync(s->dirfd) < 0)
+			return;
+		s->dir_dirty = false;
+	}
+
+	if (g->live == 0) {
+		if (g->maxid > s->segs[s->nsegs - 1].maxid)
+			return;
+		queue_seg_name(name, sizeof(name), g->num);
+		if (unlinkat(s->dirfd, name, 0) < 0 && errno != ENOENT) {
+			g->stuck = true; /* XXX: kept until the next restart */
+			return;
+		}
+		memmove(s->segs, s->segs + 1, (s->nsegs - 1) * sizeof(*g));
+		s->nsegs--;
+		s->st.segments_deleted++;
+		s->dir_dirty = fsync(s->dirfd) < 0;
+		return;
+	}
+
+	/* Copy forward only what pins newer closed segments, and is small. */
+	if (s->copying || s->segs[1].num == s->seg_num ||
+	    g->live_bytes * 4 >= g->size)
+		return;
+	queue_copy_forward(s, g);
+}
+
 /* ---- group commit ---- */
 
 /* queue_batch_reset - empty a batch, keeping its memory. */
@@ -1117,11 +1594,58 @@ static void queue_batch_reset(struct queue_batch *b)
 {
 	b->len = 0;
 	b->nitems = 0;
+	b->maxid = 0;
+}
+
+/*
+ * queue_batch_resync - the batch b failed: append again what it said about
+ * messages that stay live (their current state, once each) and its DONE
+ * records. XXX: out of memory here, the disk keeps the older state, so a
+ * restart may repeat a delivery or forget a hold.
+ */
+static void queue_batch_resync(struct queue_spool *s,
+			       const struct queue_batch *b)
+{
+	struct queue_batch *p = &s->pending;
+	const unsigned char *rec;
+	struct queue_ent *e;
+	uint64_t v;
+	size_t len;
+
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t off = 0; off < b->len; off += QUEUE_HDR + len) {
+			rec = b->buf + off;
+			len = queue_get32(rec + 8);
+			if (rec[4] == QUEUE_REC_MSG ||
+			    rec[4] == QUEUE_REC_MARK ||
+			    queue_id_parse((const char *)rec + QUEUE_HDR, &v))
+				continue;
+
+			/* DONE is final: the same bytes will do. */
+			if (rec[4] == QUEUE_REC_DONE) {
+				if (pass == 1 ||
+				    queue_batch_room(p, QUEUE_HDR + len) < 0)
+					continue;
+				memcpy(p->buf + p->len, rec, QUEUE_HDR + len);
+				p->len += QUEUE_HDR + len;
+				if (v > p->maxid)
+					p->maxid = v;
+				continue;
+			}
+
+			/* Pass 0 restates each message once; 1 clears marks. */
+			e = queue_tab_find(s, v);
+			if (!e || e->resync != (pass == 1))
+				continue;
+			e->resync = pass == 0;
+			if (pass == 0)
+				queue_put_state(s, e, true);
+		}
 }
 
 /*
  * queue_batch_fail - the batch in flight failed with err: cut the segment
- * back, drop its messages and tell their callbacks.
+ * back, drop its new messages, restate the rest and tell the callbacks.
  */
 static void queue_batch_fail(struct queue_spool *s, int err)
 {
@@ -1145,11 +1669,17 @@ static void queue_batch_fail(struct queue_spool *s, int err)
 	if (err == -ENOSPC)
 		s->free_valid = false; /* the disk is full: look again */
 
-	for (size_t i = 0; i < b->nitems; i++)
-		if ((e = queue_tab_find(s, b->items[i].idval)))
+	/* A failed copy leaves its message where it was, to be tried again. */
+	for (size_t i = 0; i < b->nitems; i++) {
+		if (b->items[i].copy)
+			s->copying = false;
+		else if ((e = queue_tab_find(s, b->items[i].idval)))
 			queue_index_del(s, e);
+	}
+	queue_batch_resync(s, b);
+
 	for (size_t i = 0; i < b->nitems; i++)
-		if (b->items[i].cb)
+		if (!b->items[i].copy && b->items[i].cb)
 			b->items[i].cb(b->items[i].arg, err, b->items[i].id);
 
 	queue_batch_reset(b);
@@ -1160,28 +1690,46 @@ static void queue_batch_fail(struct queue_spool *s, int err)
 static void queue_batch_done(struct queue_spool *s)
 {
 	struct queue_batch *b = &s->flight;
+	struct queue_seg *g = &s->segs[s->nsegs - 1];
+	uint64_t base = s->wr_base + s->mark_len;
+	struct queue_item *it;
 	struct queue_ent *e;
 
-	s->seg_len = s->wr_base + b->len;
+	s->seg_len = base + b->len;
+	g->size = s->seg_len;
+	if (b->maxid > g->maxid)
+		g->maxid = b->maxid;
 	s->st.batches++;
 	s->st.fsyncs++;
-	s->st.bytes += b->len;
-	s->st.messages += b->nitems;
+	s->st.bytes += s->mark_len + b->len;
 	s->fail_run = 0;
 
-	/* A message already done while in flight has no entry left. */
+	/*
+	 * New messages become durable here; copies move their message to
+	 * this segment. A message already done meanwhile has no entry left.
+	 */
 	for (size_t i = 0; i < b->nitems; i++) {
-		e = queue_tab_find(s, b->items[i].idval);
+		it = &b->items[i];
+		if (it->copy)
+			s->copying = false;
+		else
+			s->st.messages++;
+		e = queue_tab_find(s, it->idval);
 		if (!e)
 			continue;
+		if (it->copy) {
+			queue_seg_live(s, e->m.segment, e->reclen, -1);
+			s->st.copied_forward++;
+		}
 		e->m.durable = true;
 		e->m.segment = s->seg_num;
-		e->m.offset = s->wr_base + b->items[i].reloff;
+		e->m.offset = base + it->reloff;
+		queue_seg_live(s, s->seg_num, e->reclen, 1);
 	}
 
 	/* busy stays set so that a flush from a callback waits for us. */
 	for (size_t i = 0; i < b->nitems; i++)
-		if (b->items[i].cb)
+		if (!b->items[i].copy && b->items[i].cb)
 			b->items[i].cb(b->items[i].arg, 0, b->items[i].id);
 
 	queue_batch_reset(b);
@@ -1202,16 +1750,24 @@ static void queue_spool_sync_cb(void *arg, int res)
 
 static void queue_spool_write_cb(void *arg, int res);
 
-/* queue_write_more - submit the unwritten rest of the batch, or the sync. */
+/*
+ * queue_write_more - submit the unwritten rest of the MARK and the batch,
+ * or the sync. The MARK, when there is one, is a pwrite of its own.
+ */
 static int queue_write_more(struct queue_spool *s)
 {
 	struct queue_batch *b = &s->flight;
+	uint64_t off = s->wr_base + s->wr_done;
+	size_t at;
 
-	if (s->wr_done < b->len)
-		return s->io.pwrite(s->io.ctx, s->seg_fd, b->buf + s->wr_done,
-				    b->len - s->wr_done,
-				    s->wr_base + s->wr_done,
+	if (s->wr_done < s->mark_len)
+		return s->io.pwrite(s->io.ctx, s->seg_fd, s->mark + s->wr_done,
+				    s->mark_len - s->wr_done, off,
 				    queue_spool_write_cb, s);
+	at = (size_t)s->wr_done - s->mark_len;
+	if (at < b->len)
+		return s->io.pwrite(s->io.ctx, s->seg_fd, b->buf + at,
+				    b->len - at, off, queue_spool_write_cb, s);
 	return s->io.fdatasync(s->io.ctx, s->seg_fd, queue_spool_sync_cb, s);
 }
 
@@ -1236,13 +1792,17 @@ fail:
 	queue_batch_fail(s, r);
 }
 
-/* queue_spool_flush - start writing the pending batch if none is in flight. */
+/* queue_spool_flush - reclaim a step, start writing the pending batch. */
 void queue_spool_flush(struct queue_spool *s)
 {
 	struct queue_batch tmp;
+	char id[QUEUE_ID_LEN + 1];
 	int r;
 
-	if (s->rdonly || s->busy || s->pending.len == 0)
+	if (s->rdonly)
+		return;
+	queue_reclaim(s);
+	if (s->busy || s->pending.len == 0)
 		return;
 
 	tmp = s->flight;
@@ -1255,6 +1815,17 @@ void queue_spool_flush(struct queue_spool *s)
 		r = queue_seg_next(s);
 		if (r < 0)
 			goto fail;
+	}
+
+	/* An empty segment behind older ones opens with a MARK. */
+	s->mark_len = 0;
+	if (s->seg_len == 0 && s->nsegs > 1) {
+		queue_id_format(s->last_id, id);
+		memcpy(s->mark + QUEUE_HDR, id, QUEUE_ID_LEN);
+		queue_rec_seal(s->mark, QUEUE_REC_MARK, QUEUE_ID_LEN);
+		s->mark_len = sizeof(s->mark);
+		if (s->last_id > s->flight.maxid)
+			s->flight.maxid = s->last_id;
 	}
 
 	s->wr_base = s->seg_len;
@@ -1317,12 +1888,12 @@ int queue_spool_append(struct queue_spool *s, const struct queue_msg_in *m,
 	}
 
 	it = &b->items[b->nitems++];
-	it->cb = cb;
-	it->arg = arg;
-	it->idval = e->idval;
-	it->reloff = b->len;
+	*it = (struct queue_item){
+	    .cb = cb, .arg = arg, .idval = e->idval, .reloff = b->len};
 	memcpy(it->id, ids, sizeof(ids));
 	b->len += e->reclen;
+	if (e->idval > b->maxid)
+		b->maxid = e->idval;
 	if (s->free_valid)
 		s->free_bytes -=
 		    s->free_bytes < e->reclen ? s->free_bytes : e->reclen;
@@ -1331,29 +1902,115 @@ int queue_spool_append(struct queue_spool *s, const struct queue_msg_in *m,
 	return 0;
 }
 
+/* queue_ent_get - the live entry for id of a writable spool, or -errno. */
+static int queue_ent_get(struct queue_spool *s, const char *id,
+			 struct queue_ent **out)
+{
+	if (s->rdonly)
+		return -EROFS;
+	*out = (struct queue_ent *)queue_spool_find(s, id);
+	return *out ? 0 : -ENOENT;
+}
+
 /* queue_spool_done - append a DONE record and drop id from the index. */
 int queue_spool_done(struct queue_spool *s, const char *id)
 {
-	struct queue_batch *b = &s->pending;
 	struct queue_ent *e;
 	unsigned char *rec;
 	int r;
 
-	if (s->rdonly)
-		return -EROFS;
-	e = (struct queue_ent *)queue_spool_find(s, id);
-	if (!e)
-		return -ENOENT;
-	r = queue_batch_reserve(b, QUEUE_HDR + QUEUE_ID_LEN);
+	r = queue_ent_get(s, id, &e);
+	if (r < 0)
+		return r;
+	rec = queue_rec_open(s, e, QUEUE_ID_LEN);
+	if (!rec)
+		return -ENOMEM;
+	queue_rec_close(s, e, rec, QUEUE_REC_DONE, QUEUE_ID_LEN);
+	queue_index_del(s, e);
+	return 0;
+}
+
+/* queue_spool_rcpt_done - mark recipients done, append a RCPT record. */
+int queue_spool_rcpt_done(struct queue_spool *s, const char *id,
+			  const size_t *idx, size_t n)
+{
+	struct queue_ent *e;
+	unsigned char *rec, *p;
+	size_t most, k = 0;
+	int r;
+
+	r = queue_ent_get(s, id, &e);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++)
+		if (idx[i] >= e->m.nrcpt)
+			return -EINVAL;
+
+	/* Room for every recipient still pending, at most. */
+	most = n < e->m.npending ? n : e->m.npending;
+	if (most == 0)
+		return 0;
+	rec = queue_rec_open(s, e, QUEUE_ID_LEN + 4 + 4 * most);
+	if (!rec)
+		return -ENOMEM;
+
+	p = rec + QUEUE_HDR + QUEUE_ID_LEN + 4;
+	for (size_t i = 0; i < n; i++) {
+		if (e->m.rcpt_done[idx[i]])
+			continue;
+		e->m.rcpt_done[idx[i]] = 1;
+		e->m.npending--;
+		queue_put32(p + 4 * k++, (uint32_t)idx[i]);
+	}
+	if (k == 0)
+		return 0;
+	queue_put32(rec + QUEUE_HDR + QUEUE_ID_LEN, (uint32_t)k);
+	queue_rec_close(s, e, rec, QUEUE_REC_RCPT, QUEUE_ID_LEN + 4 + 4 * k);
+	return 0;
+}
+
+/* queue_spool_defer - set id's schedule, append a DEFER record. */
+int queue_spool_defer(struct queue_spool *s, const char *id, int64_t next_ms,
+		      uint32_t attempts)
+{
+	struct queue_ent *e;
+	int64_t old_ms;
+	uint32_t old_n;
+	int r;
+
+	r = queue_ent_get(s, id, &e);
 	if (r < 0)
 		return r;
 
-	rec = b->buf + b->len;
-	memcpy(rec + QUEUE_HDR, e->m.id, QUEUE_ID_LEN);
-	queue_rec_seal(rec, QUEUE_REC_DONE, QUEUE_ID_LEN);
-	b->len += QUEUE_HDR + QUEUE_ID_LEN;
-	queue_index_del(s, e);
-	return 0;
+	old_ms = e->m.next_ms;
+	old_n = e->m.attempts;
+	e->m.next_ms = next_ms;
+	e->m.attempts = attempts;
+	r = queue_put_defer(s, e);
+	if (r < 0) {
+		e->m.next_ms = old_ms;
+		e->m.attempts = old_n;
+	}
+	return r;
+}
+
+/* queue_spool_hold - hold or release id, append a HOLD record. */
+int queue_spool_hold(struct queue_spool *s, const char *id, bool held)
+{
+	struct queue_ent *e;
+	bool old;
+	int r;
+
+	r = queue_ent_get(s, id, &e);
+	if (r < 0)
+		return r;
+
+	old = e->m.held;
+	e->m.held = held;
+	r = queue_put_hold(s, e);
+	if (r < 0)
+		e->m.held = old;
+	return r;
 }
 
 /* ---- lookups ---- */
@@ -1390,26 +2047,6 @@ const struct queue_msg *queue_spool_find(struct queue_spool *s, const char *id)
 	return e ? &e->m : NULL;
 }
 
-/* queue_pread_all - read exactly len bytes at off. */
-static int queue_pread_all(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t k =
-		    pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			return -EIO;
-		got += (size_t)k;
-	}
-	return 0;
-}
-
 /* queue_spool_read - read the data of a durable live message. */
 int queue_spool_read(struct queue_spool *s, const char *id, char **buf,
 		     size_t *len)
@@ -1444,9 +2081,7 @@ int queue_spool_read(struct queue_spool *s, const char *id, char **buf,
 
 	/* The disk may have changed under us since recovery. */
 	r = -EIO;
-	if (memcmp(rec, QUEUE_MAGIC, 4) || rec[4] != QUEUE_REC_MSG ||
-	    queue_get32(rec + 8) != e->reclen - QUEUE_HDR ||
-	    queue_rec_crc(rec, e->reclen - QUEUE_HDR) != queue_get32(rec + 12))
+	if (!queue_msg_rec_ok(rec, e->reclen))
 		goto fail;
 
 	memmove(rec, rec + e->data_off, m->size);

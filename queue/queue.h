@@ -9,8 +9,11 @@
  *	crc32c u32 of (type, reserved, length, payload) | payload
  *
  * (integers little-endian). A MSG record holds a whole message with its
- * envelope; a DONE record says a message is no longer live. Records are
- * only appended; a segment is closed when it reaches queue_segment_size.
+ * envelope; a DONE record says a message is no longer live; RCPT, DEFER
+ * and HOLD records carry its delivery state (recipients done, schedule,
+ * hold flag); a MARK record opens a segment with the largest queue ID
+ * taken so far. Records are only appended; a segment is closed when it
+ * reaches queue_segment_size.
  *
  * Group commit: queue_spool_append() copies the record into the pending
  * batch and returns at once. queue_spool_flush(), which the daemon calls
@@ -22,7 +25,27 @@
  * Recovery: queue_spool_open() scans every segment, stops each at the
  * first record whose magic, length or checksum is wrong, cuts a torn tail
  * off the newest segment (ftruncate), and rebuilds the index. A message is
- * live if its MSG record is intact and no DONE record follows it.
+ * live if its MSG record is intact and no DONE record follows it. Records
+ * are applied in log order (segments by number, then by offset): a MSG
+ * for an ID already live (a copy made by reclaiming, below) moves the
+ * message there and keeps its state so far; RCPT, DEFER and HOLD update a
+ * live message; a state or DONE record for an ID that is not live is
+ * ignored.
+ *
+ * Reclaiming space: a closed segment is deleted when none of its MSG
+ * records is live, only if it is the oldest segment on disk (a DONE in
+ * segment N for a message in segment M < N must outlive M), and only once
+ * the newest segment holds a durable record with an ID at least as large
+ * as any in it (so that IDs stay unique after a restart: see MARK). When
+ * the oldest segment's live messages fill less than a quarter of it and
+ * a newer closed segment exists, they are copied forward: their MSG
+ * records are appended again, byte for byte, each followed by RCPT, DEFER
+ * and HOLD records that restate its current state (the copy must stand
+ * alone once the records before it are deleted); once that batch is
+ * durable they live in the new segment and the old one goes.
+ * queue_spool_flush() does this work, at most one deletion (and one
+ * directory fsync) per call; copying reads the old records synchronously
+ * on the calling thread.
  *
  * Errors are negative errno. A failed write or fdatasync fails the whole
  * batch (every callback gets the error), the segment is cut back to its
@@ -52,11 +75,15 @@
 
 /*
  * Record types (the type byte of the header). Types not listed here are
- * reserved for later records (recipient outcomes, schedules); recovery
- * checks their checksum and otherwise skips them.
+ * reserved for later records; recovery checks their checksum and
+ * otherwise skips them.
  */
 #define QUEUE_REC_MSG 1u
 #define QUEUE_REC_DONE 2u
+#define QUEUE_REC_RCPT 3u  /* some recipients of a message are done */
+#define QUEUE_REC_DEFER 4u /* next attempt time and attempt count */
+#define QUEUE_REC_HOLD 5u  /* held or released */
+#define QUEUE_REC_MARK 6u  /* largest queue ID taken, opens a segment */
 
 /* Largest record payload the spool writes or believes on recovery. */
 #define QUEUE_REC_MAX (1u << 30)
@@ -93,7 +120,11 @@ struct queue_msg_in {
 	uint32_t flags;                 /* QUEUE_F_* */
 };
 
-/* A live message in the index; owned by the spool. */
+/*
+ * A live message in the index; owned by the spool. The pointer and what it
+ * points to stay valid until the message is done (or its append fails) or
+ * the spool is closed; the state fields change with the calls below.
+ */
 struct queue_msg {
 	char id[QUEUE_ID_LEN + 1];
 	char *sender;
@@ -105,6 +136,12 @@ struct queue_msg {
 	uint32_t segment;               /* where the MSG record is */
 	uint64_t offset;                /* of the record header */
 	bool durable;                   /* false until its batch is synced */
+	/* Delivery state, from RCPT, DEFER and HOLD records: */
+	uint8_t *rcpt_done;             /* nrcpt flags: 1 = delivered/bounced */
+	size_t npending;                /* recipients not yet done */
+	int64_t next_ms;                /* Unix ms of next attempt; 0: now */
+	uint32_t attempts;              /* delivery attempts so far */
+	bool held;                      /* on hold until released */
 };
 
 struct queue_limits {
@@ -159,9 +196,44 @@ int queue_spool_append(struct queue_spool *s, const struct queue_msg_in *m,
 int queue_spool_done(struct queue_spool *s, const char *id);
 
 /*
+ * queue_spool_rcpt_done - mark recipients idx[0..n) of id done (delivered
+ * or bounced). Updates the index at once and appends one RCPT record, with
+ * the recipients that were not yet done, to the pending batch; there is no
+ * callback: the record rides the next group commit, and a crash before it
+ * is durable repeats a delivery, never loses one. Marking a recipient done
+ * twice is harmless (no record when nothing changes). The message stays
+ * live even when npending reaches 0: the caller queues a bounce if it
+ * must, then calls queue_spool_done. 0, -ENOENT, -EINVAL (an index out of
+ * range; nothing is changed), -EROFS or -ENOMEM (nothing is changed).
+ */
+int queue_spool_rcpt_done(struct queue_spool *s, const char *id,
+			  const size_t *idx, size_t n);
+
+/*
+ * queue_spool_defer - record the next attempt time (Unix ms) and the
+ * attempt count of id: updates the index, appends a DEFER record, no
+ * callback (as queue_spool_rcpt_done). 0, -ENOENT, -EROFS, -ENOMEM.
+ */
+int queue_spool_defer(struct queue_spool *s, const char *id,
+		      int64_t next_ms, uint32_t attempts);
+
+/*
+ * queue_spool_hold - put id on hold or release it: updates the index,
+ * appends a HOLD record, no callback. 0, -ENOENT, -EROFS, -ENOMEM.
+ */
+int queue_spool_hold(struct queue_spool *s, const char *id, bool held);
+
+/*
  * queue_spool_flush - start writing the pending batch if none is in flight.
  * When a batch completes and another is pending, the spool starts it by
  * itself; flushing once per loop iteration is still what starts the first.
+ * Each call also does one step of reclaiming (see the top of this file):
+ * it deletes the oldest segment if it may go, or starts copying its last
+ * live messages forward.
+ *
+ * When a batch fails, the state records and DONE records it carried are
+ * appended again (as the current state of each message still live), so
+ * that the disk catches up with the index at the next good batch.
  */
 void queue_spool_flush(struct queue_spool *s);
 
@@ -187,7 +259,10 @@ int queue_spool_foreach(struct queue_spool *s,
 			int (*fn)(void *arg, const struct queue_msg *m),
 			void *arg);
 
-/* queue_spool_find - the live message id, or NULL. */
+/*
+ * queue_spool_find - the live message id, or NULL. A hash lookup, cheap
+ * enough to call per delivery attempt.
+ */
 const struct queue_msg *queue_spool_find(struct queue_spool *s,
 					 const char *id);
 
@@ -213,6 +288,9 @@ struct queue_stats {
 				       * record, plus records with a good
 				       * checksum that could not be decoded */
 	uint64_t skipped_records;     /* records of an unknown type */
+	/* Reclaiming: */
+	uint64_t segments_deleted;    /* segment files unlinked */
+	uint64_t copied_forward;      /* messages copied forward (durable) */
 };
 
 /* queue_spool_stats - counters since open. */

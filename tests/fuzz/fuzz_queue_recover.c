@@ -7,10 +7,14 @@
  * every well-framed record is recomputed first: random bytes almost never
  * carry a good CRC-32C, and without this the payload decoder is unreached. The
  * spool is opened read-only and then read-write; every live message is read
- * back, and the read-write spool must then take one more message and a DONE
- * record and still open cleanly.
+ * back, and the read-write spool must then take one more message, a DONE
+ * record and RCPT, DEFER and HOLD records, and open again with the same
+ * messages in the same state (a digest of every live message's ID and
+ * delivery state is compared). Reclaiming runs on the way: small segments
+ * make the write roll, so old segments are deleted or copied forward.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -159,6 +163,61 @@ static int fuzz_read_cb(void *arg, const struct queue_msg *m)
 	return 0;
 }
 
+/* fuzz_digest_cb - fold a message's ID and delivery state into a hash. */
+static int fuzz_digest_cb(void *arg, const struct queue_msg *m)
+{
+	uint64_t *h = arg;
+	size_t pending = 0;
+
+	for (size_t i = 0; i < m->nrcpt; i++) {
+		if (m->rcpt_done[i] > 1)
+			abort();
+		pending += !m->rcpt_done[i];
+	}
+	if (pending != m->npending)
+		abort();
+
+#define FUZZ_MIX(v) (*h = (*h ^ (uint64_t)(v)) * 0x100000001B3ull)
+	for (int i = 0; i < QUEUE_ID_LEN; i++)
+		FUZZ_MIX(m->id[i]);
+	for (size_t i = 0; i < m->nrcpt; i++)
+		FUZZ_MIX(m->rcpt_done[i]);
+	FUZZ_MIX(m->next_ms);
+	FUZZ_MIX(m->attempts);
+	FUZZ_MIX(m->held);
+#undef FUZZ_MIX
+	return 0;
+}
+
+/* fuzz_digest - the digest of the whole index. */
+static uint64_t fuzz_digest(struct queue_spool *s)
+{
+	uint64_t h = 0xCBF29CE484222325ull;
+
+	queue_spool_foreach(s, fuzz_digest_cb, &h);
+	return h;
+}
+
+/* fuzz_state_cb - change the state of each live message a little. */
+static int fuzz_state_cb(void *arg, const struct queue_msg *m)
+{
+	struct queue_spool *s = arg;
+	size_t idx[2] = {0, m->nrcpt ? m->nrcpt - 1 : 0};
+	uint32_t k = m->attempts + 1;
+
+	if (m->nrcpt &&
+	    queue_spool_rcpt_done(s, m->id, idx + (k & 1), 2 - (k & 1)) != 0)
+		abort();
+	if (queue_spool_rcpt_done(s, m->id, idx, 1) != (m->nrcpt ? 0 : -EINVAL))
+		abort();
+	if (queue_spool_defer(s, m->id, (int64_t)((uint64_t)m->next_ms + 60000),
+			      k) != 0)
+		abort();
+	if (queue_spool_hold(s, m->id, !m->held) != 0)
+		abort();
+	return 0;
+}
+
 /* fuzz_first_cb - remember the first live message's ID. */
 static int fuzz_first_cb(void *arg, const struct queue_msg *m)
 {
@@ -189,8 +248,13 @@ static int fuzz_write(struct queue_spool *s, struct fuzz_io *f)
 	}
 	if (queue_spool_append(s, &in, fuzz_append_cb, &res, id) == 0)
 		delta++;
-	queue_spool_flush(s);
-	fuzz_pump(f);
+	queue_spool_foreach(s, fuzz_state_cb, s);
+
+	/* Flush a few times: each may delete one segment. */
+	for (int i = 0; i < 4; i++) {
+		queue_spool_flush(s);
+		fuzz_pump(f);
+	}
 	if ((delta > 0 && res != 0) || !queue_spool_idle(s))
 		abort();
 	queue_spool_foreach(s, fuzz_read_cb, s);
@@ -205,6 +269,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct queue_io io = {&f, fuzz_pwrite, fuzz_fdatasync};
 	struct queue_spool *s;
 	size_t split = 0, count;
+	uint64_t digest;
 	bool seal = false;
 
 	if (!fuzz_dir[0]) {
@@ -229,20 +294,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	queue_spool_foreach(s, fuzz_read_cb, s);
 	count = queue_spool_count(s);
+	digest = fuzz_digest(s);
 	queue_spool_close(s);
 
 	if (queue_spool_open(&s, fuzz_dir, &lim, &io, NULL, 0) < 0)
 		abort();
-	if (queue_spool_count(s) != count)
+	if (queue_spool_count(s) != count || fuzz_digest(s) != digest)
 		abort();
 	queue_spool_foreach(s, fuzz_read_cb, s);
 	count += (size_t)fuzz_write(s, &f);
+	digest = fuzz_digest(s);
 	queue_spool_close(s);
 
 	/* What was written after recovery must open again. */
 	if (queue_spool_open(&s, fuzz_dir, &lim, NULL, NULL, 0) < 0)
 		abort();
-	if (queue_spool_count(s) != count)
+	if (queue_spool_count(s) != count || fuzz_digest(s) != digest)
 		abort();
 	queue_spool_foreach(s, fuzz_read_cb, s);
 	queue_spool_close(s);

@@ -1194,3 +1194,433 @@ Test(queue, append_rejects_bad_input)
 	queue_spool_close(s);
 	tmsg_free(&t);
 }
+
+/* ---- delivery state ---- */
+
+/* settle - flush and complete batches until reclaiming has nothing left. */
+static void settle(struct queue_spool *s)
+{
+	for (int i = 0; i < 32; i++) {
+		queue_spool_flush(s);
+		fake_pump_all(&fio);
+	}
+	cr_assert(queue_spool_idle(s));
+}
+
+/* count_segs - number of segment files in the test spool. */
+static int count_segs(void)
+{
+	char p[256];
+	int n = 0;
+
+	for (unsigned k = 1; k < 1000; k++) {
+		seg_path(p, sizeof(p), k);
+		n += access(p, F_OK) == 0;
+	}
+	return n;
+}
+
+/* seg_exists - whether segment num is on disk. */
+static bool seg_exists(unsigned num)
+{
+	char p[256];
+
+	seg_path(p, sizeof(p), num);
+	return access(p, F_OK) == 0;
+}
+
+/* State a test expects of one message. */
+struct tstate {
+	uint8_t done[3];
+	int64_t next_ms;
+	uint32_t attempts;
+	bool held;
+};
+
+/* check_state - the message id has exactly the state w. */
+static void check_state(struct queue_spool *s, const char *id,
+			const struct tstate *w)
+{
+	const struct queue_msg *m = queue_spool_find(s, id);
+	size_t pending = 0;
+
+	cr_assert_not_null(m, "missing %s", id);
+	for (size_t i = 0; i < m->nrcpt; i++) {
+		cr_assert_eq(m->rcpt_done[i], w->done[i], "%s rcpt %zu", id, i);
+		pending += !w->done[i];
+	}
+	cr_assert_eq(m->npending, pending, "%s", id);
+	cr_assert_eq(m->next_ms, w->next_ms, "%s", id);
+	cr_assert_eq(m->attempts, w->attempts, "%s", id);
+	cr_assert_eq(m->held, w->held, "%s", id);
+}
+
+/* count_id_cb - count the messages foreach shows with the ID in arg. */
+static int count_id_cb(void *arg, const struct queue_msg *m)
+{
+	struct {
+		const char *id;
+		int n;
+	} *c = arg;
+
+	c->n += strcmp(m->id, c->id) == 0;
+	return 0;
+}
+
+/* foreach_count - how many times foreach shows id. */
+static int foreach_count(struct queue_spool *s, const char *id)
+{
+	struct {
+		const char *id;
+		int n;
+	} c = {id, 0};
+
+	queue_spool_foreach(s, count_id_cb, &c);
+	return c.n;
+}
+
+Test(queue, state_survives_reopen)
+{
+	struct queue_spool *s = open_rw(NULL);
+	struct tmsg t[2];
+	char id[2][QUEUE_ID_LEN + 1];
+	struct tstate w[2] = {{{1, 0, 1}, 1700000123456, 3, true},
+			      {{0, 0, 0}, 0, 0, false}};
+	size_t two[2] = {2, 0}, bad[2] = {1, 3};
+
+	tmsg_make(&t[0], 2, 100); /* three recipients */
+	tmsg_make(&t[1], 5, 100);
+	append_one(s, &t[0], id[0]);
+	append_one(s, &t[1], id[1]);
+	check_state(s, id[0], &w[1]);
+
+	/* A bad index changes nothing; the rest applies at once. */
+	cr_assert_eq(queue_spool_rcpt_done(s, id[0], bad, 2), -EINVAL);
+	check_state(s, id[0], &w[1]);
+	cr_assert_eq(queue_spool_rcpt_done(s, id[0], two, 2), 0);
+	cr_assert_eq(queue_spool_rcpt_done(s, id[0], two, 1), 0);
+	cr_assert_eq(queue_spool_defer(s, id[0], 99, 1), 0);
+	cr_assert_eq(queue_spool_defer(s, id[0], 1700000123456, 3), 0);
+	cr_assert_eq(queue_spool_hold(s, id[0], true), 0);
+	cr_assert_eq(queue_spool_hold(s, id[1], true), 0);
+	cr_assert_eq(queue_spool_hold(s, id[1], false), 0);
+	check_state(s, id[0], &w[0]);
+	check_state(s, id[1], &w[1]);
+	cr_assert_eq(queue_spool_rcpt_done(s, "0000000000000000", two, 1),
+		     -ENOENT);
+	cr_assert_eq(queue_spool_defer(s, "nope", 1, 1), -ENOENT);
+	cr_assert_eq(queue_spool_hold(s, "0000000000000000", true), -ENOENT);
+
+	/* The records ride the next batch; none has a callback. */
+	cr_assert_not(queue_spool_idle(s));
+	settle(s);
+	queue_spool_close(s);
+
+	s = open_ro();
+	check_state(s, id[0], &w[0]);
+	check_state(s, id[1], &w[1]);
+	cr_assert_eq(queue_spool_hold(s, id[0], false), -EROFS);
+	cr_assert_eq(queue_spool_defer(s, id[0], 1, 1), -EROFS);
+	cr_assert_eq(queue_spool_rcpt_done(s, id[0], two, 1), -EROFS);
+	queue_spool_close(s);
+
+	s = open_rw(NULL);
+	check_state(s, id[0], &w[0]);
+	check_state(s, id[1], &w[1]);
+	check_msg(s, id[0], &t[0]);
+
+	/* All recipients done: still live until queue_spool_done. */
+	cr_assert_eq(queue_spool_rcpt_done(s, id[0], (size_t[]){1}, 1), 0);
+	cr_assert_eq(queue_spool_find(s, id[0])->npending, 0);
+	settle(s);
+	queue_spool_close(s);
+	s = open_rw(NULL);
+	cr_assert_eq(queue_spool_find(s, id[0])->npending, 0);
+	cr_assert_eq(queue_spool_count(s), 2);
+	queue_spool_close(s);
+	tmsg_free(&t[0]);
+	tmsg_free(&t[1]);
+}
+
+Test(queue, torn_rcpt_record_cut)
+{
+	struct queue_spool *s = open_rw(NULL);
+	struct queue_stats st;
+	struct tmsg t;
+	char id[QUEUE_ID_LEN + 1], p[256];
+	struct tstate w = {{1, 0, 0}, 0, 0, false};
+	off_t before;
+
+	tmsg_make(&t, 2, 200);
+	append_one(s, &t, id);
+	cr_assert_eq(queue_spool_rcpt_done(s, id, (size_t[]){0}, 1), 0);
+	settle(s);
+	before = seg_size(1);
+	cr_assert_eq(queue_spool_rcpt_done(s, id, (size_t[]){1, 2}, 2), 0);
+	settle(s);
+	queue_spool_close(s);
+
+	/* Cut the last RCPT record in its middle. */
+	seg_path(p, sizeof(p), 1);
+	cr_assert_gt(seg_size(1), before + 10);
+	cr_assert_eq(truncate(p, seg_size(1) - 5), 0);
+
+	s = open_rw(NULL);
+	queue_spool_stats(s, &st);
+	cr_assert_eq(seg_size(1), before);
+	cr_assert_gt(st.recovered_cut_bytes, 0);
+	check_state(s, id, &w);
+	check_msg(s, id, &t);
+	queue_spool_close(s);
+	tmsg_free(&t);
+}
+
+Test(queue, segments_deleted_when_done)
+{
+	struct queue_limits lim = {.segment_size = 1000};
+	struct queue_spool *s = open_rw(&lim);
+	struct queue_stats st;
+	struct tmsg t;
+	char id[20][QUEUE_ID_LEN + 1], next[QUEUE_ID_LEN + 1];
+	int nseg;
+
+	tmsg_make(&t, 400, 250);
+	for (int i = 0; i < 20; i++)
+		append_one(s, &t, id[i]);
+	nseg = count_segs();
+	cr_assert_geq(nseg, 5);
+
+	/* Nothing goes while anything in it is live. */
+	for (int i = 1; i < 20; i++)
+		cr_assert_eq(queue_spool_done(s, id[i]), 0);
+	settle(s);
+	cr_assert_eq(count_segs(), nseg);
+	queue_spool_stats(s, &st);
+	cr_assert_eq(st.segments_deleted, 0);
+
+	/* The first message done: everything but the newest can go. */
+	cr_assert_eq(queue_spool_done(s, id[0]), 0);
+	settle(s);
+	queue_spool_stats(s, &st);
+	cr_assert_eq(count_segs(), 1);
+	cr_assert_geq(st.segments_deleted, (uint64_t)nseg - 1);
+	cr_assert_eq(st.copied_forward, 0);
+	queue_spool_close(s);
+
+	s = open_rw(&lim);
+	cr_assert_eq(queue_spool_count(s), 0);
+	append_one(s, &t, next);
+	for (int i = 0; i < 20; i++)
+		cr_assert_lt(strcmp(id[i], next), 0);
+	queue_spool_close(s);
+	tmsg_free(&t);
+}
+
+/* fill_until - append and finish filler messages until segment num exists. */
+static void fill_until(struct queue_spool *s, unsigned num)
+{
+	struct tmsg b;
+	char id[QUEUE_ID_LEN + 1];
+
+	tmsg_make(&b, 501, 300);
+	for (int i = 0; i < 100 && !seg_exists(num); i++) {
+		append_one(s, &b, id);
+		cr_assert_eq(queue_spool_done(s, id), 0);
+		queue_spool_flush(s);
+		fake_pump_all(&fio);
+	}
+	tmsg_free(&b);
+	cr_assert(seg_exists(num));
+}
+
+/*
+ * churn_until - append and finish filler messages one batch at a time
+ * until a's message has left segment 1 and, if gone is set, segment 1 is
+ * deleted. Returns the number of rounds it took.
+ */
+static int churn_until(struct queue_spool *s, const char *a, bool gone)
+{
+	struct tmsg b;
+	char id[QUEUE_ID_LEN + 1];
+	int i;
+
+	tmsg_make(&b, 500, 300);
+	for (i = 0; i < 200; i++) {
+		if (queue_spool_find(s, a)->segment != 1 &&
+		    (!gone || !seg_exists(1)))
+			break;
+		append_one(s, &b, id);
+		cr_assert_eq(queue_spool_done(s, id), 0);
+		queue_spool_flush(s);
+		fake_pump_all(&fio);
+	}
+	tmsg_free(&b);
+	cr_assert_lt(i, 200, "never copied forward");
+	return i;
+}
+
+Test(queue, long_lived_message_copied_forward)
+{
+	struct queue_limits lim = {.segment_size = 2000};
+	struct queue_spool *s = open_rw(&lim);
+	struct queue_stats st;
+	struct tmsg t;
+	char a[QUEUE_ID_LEN + 1];
+	struct tstate w = {{0, 1, 0}, 1700000999000, 7, true};
+
+	tmsg_make(&t, 2, 100);
+	append_one(s, &t, a);
+	cr_assert_eq(queue_spool_rcpt_done(s, a, (size_t[]){1}, 1), 0);
+	cr_assert_eq(queue_spool_defer(s, a, w.next_ms, w.attempts), 0);
+	cr_assert_eq(queue_spool_hold(s, a, true), 0);
+
+	churn_until(s, a, true);
+	queue_spool_stats(s, &st);
+	cr_assert_eq(st.copied_forward, 1);
+	cr_assert_geq(st.segments_deleted, 1);
+	cr_assert_gt(queue_spool_find(s, a)->segment, 2);
+	check_msg(s, a, &t);
+	check_state(s, a, &w);
+
+	/* Behind the copy, later segments go too once they are done. */
+	settle(s);
+	cr_assert_leq(count_segs(), 3);
+	queue_spool_close(s);
+
+	s = open_rw(&lim);
+	cr_assert_eq(queue_spool_count(s), 1);
+	cr_assert_eq(foreach_count(s, a), 1);
+	check_msg(s, a, &t);
+	check_state(s, a, &w);
+	queue_spool_close(s);
+	tmsg_free(&t);
+}
+
+Test(queue, crash_between_copy_and_delete)
+{
+	struct queue_limits lim = {.segment_size = 2000};
+	struct queue_spool *s = open_rw(&lim);
+	struct queue_stats st;
+	struct tmsg t[2];
+	char a[2][QUEUE_ID_LEN + 1], p[256], *seg1;
+	struct tstate w[2] = {{{1, 0, 1}, 1700000555000, 2, false},
+			      {{0, 0, 0}, 0, 0, true}};
+	size_t len;
+
+	tmsg_make(&t[0], 2, 60);
+	tmsg_make(&t[1], 3, 60);
+	append_one(s, &t[0], a[0]);
+	append_one(s, &t[1], a[1]);
+	cr_assert_eq(queue_spool_rcpt_done(s, a[0], (size_t[]){0, 2}, 2), 0);
+	cr_assert_eq(queue_spool_defer(s, a[0], w[0].next_ms, 2), 0);
+	cr_assert_eq(queue_spool_hold(s, a[1], true), 0);
+
+	/* Segment 1 as it is once closed; then copy forward and delete. */
+	fill_until(s, 2);
+	seg_path(p, sizeof(p), 1);
+	seg1 = slurp(p, &len);
+	churn_until(s, a[0], true);
+	cr_assert_eq(queue_spool_find(s, a[1])->segment,
+		     queue_spool_find(s, a[0])->segment);
+	queue_spool_stats(s, &st);
+	cr_assert_eq(st.segments_deleted, 1);
+	cr_assert_eq(st.copied_forward, 2);
+	queue_spool_close(s);
+
+	/* A crash before the unlink reached the disk brings it back. */
+	spit(p, seg1, len);
+	free(seg1);
+	s = open_rw(&lim);
+	cr_assert_eq(queue_spool_count(s), 2);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(foreach_count(s, a[i]), 1);
+		cr_assert_neq(queue_spool_find(s, a[i])->segment, 1);
+		check_msg(s, a[i], &t[i]);
+		check_state(s, a[i], &w[i]);
+	}
+
+	/* Later state still applies to the copy; segment 1 goes again. */
+	cr_assert_eq(queue_spool_hold(s, a[1], false), 0);
+	w[1].held = false;
+	settle(s);
+	cr_assert_not(seg_exists(1));
+	queue_spool_close(s);
+	s = open_ro();
+	for (int i = 0; i < 2; i++)
+		check_state(s, a[i], &w[i]);
+	queue_spool_close(s);
+	tmsg_free(&t[0]);
+	tmsg_free(&t[1]);
+}
+
+Test(queue, ids_unique_after_segments_deleted)
+{
+	struct queue_limits lim = {.segment_size = 2000};
+	struct queue_spool *s = open_rw(&lim);
+	struct tmsg t;
+	char a[QUEUE_ID_LEN + 1], x[QUEUE_ID_LEN + 1], y[QUEUE_ID_LEN + 1];
+	int i;
+
+	tmsg_make(&t, 2, 100);
+	append_one(s, &t, a);
+	queue_spool_close(s);
+
+	/* An ID far ahead of the clock, then a message above it, done. */
+	put_record(1, QUEUE_REC_DONE, "7FFFFFFFFFF00000", QUEUE_ID_LEN);
+	s = open_rw(&lim);
+	append_one(s, &t, x);
+	cr_assert_gt(strcmp(x, "7FFFFFFFFFF00000"), 0);
+	cr_assert_eq(queue_spool_done(s, x), 0);
+
+	/* Only records about a (a smaller ID) follow, until 1 is gone. */
+	for (i = 0; i < 500 && seg_exists(1); i++) {
+		cr_assert_eq(queue_spool_defer(s, a, i, (uint32_t)i), 0);
+		queue_spool_flush(s);
+		fake_pump_all(&fio);
+	}
+	cr_assert_lt(i, 500);
+	queue_spool_close(s);
+
+	s = open_rw(&lim);
+	check_msg(s, a, &t);
+	append_one(s, &t, y);
+	cr_assert_gt(strcmp(y, x), 0, "%s after %s", y, x);
+	queue_spool_close(s);
+	tmsg_free(&t);
+}
+
+Test(queue, failed_batch_restates_state)
+{
+	struct queue_spool *s = open_rw(NULL);
+	struct tmsg t[2];
+	char id[2][QUEUE_ID_LEN + 1];
+	struct tstate w = {{0, 1, 0}, 1700000777000, 4, true};
+
+	tmsg_make(&t[0], 2, 80);
+	tmsg_make(&t[1], 3, 80);
+	append_one(s, &t[0], id[0]);
+	append_one(s, &t[1], id[1]);
+
+	/* These records are lost with their batch ... */
+	cr_assert_eq(queue_spool_rcpt_done(s, id[0], (size_t[]){1}, 1), 0);
+	cr_assert_eq(queue_spool_defer(s, id[0], w.next_ms, w.attempts), 0);
+	cr_assert_eq(queue_spool_hold(s, id[0], true), 0);
+	cr_assert_eq(queue_spool_done(s, id[1]), 0);
+	fio.sync_err = EIO;
+	fio.sync_err_n = 1;
+	queue_spool_flush(s);
+	fake_pump_all(&fio);
+	check_state(s, id[0], &w);
+
+	/* ... and written again by the next one. */
+	cr_assert_not(queue_spool_idle(s));
+	settle(s);
+	queue_spool_close(s);
+	s = open_ro();
+	cr_assert_eq(queue_spool_count(s), 1);
+	cr_assert_null(queue_spool_find(s, id[1]));
+	check_state(s, id[0], &w);
+	queue_spool_close(s);
+	tmsg_free(&t[0]);
+	tmsg_free(&t[1]);
+}
