@@ -61,3 +61,81 @@ def tls_cert(tmp_path_factory):
     if got is None:
         pytest.skip("the openssl command is not installed")
     return got
+
+
+# ---- peers for the delivery tests (see peers.py) ----
+
+import peers  # noqa: E402
+
+
+def _closing_factory(make):
+    made = []
+
+    def factory(*a, **kw):
+        obj = make(*a, **kw)
+        made.append(obj)
+        return obj.start()
+    return made, factory
+
+
+@pytest.fixture
+def sink():
+    """sink(addr, port, **opts): Postfix's smtp-sink listening on
+    addr:port, storing what it receives; .messages() lists them.
+    Stopped at teardown."""
+    if not os.access(peers.SMTP_SINK, os.X_OK):
+        pytest.skip("Postfix's smtp-sink (%s) is not installed"
+                    % peers.SMTP_SINK)
+    made, factory = _closing_factory(peers.Sink)
+    yield factory
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def aiosink():
+    """aiosink(addr, port, data_delay=, tls=, broken_tls=, rcpt_reply=):
+    an aiosmtpd server that counts its open sessions."""
+    pytest.importorskip("aiosmtpd",
+                        reason="python3-aiosmtpd is not installed")
+    made, factory = _closing_factory(peers.AioSink)
+    yield factory
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def dns():
+    """dns(mx={dom: [(pref, host)]}, a={host: ip}, null_mx=[dom]):
+    dnsmasq on a free port of 127.0.0.1; .port for dns_servers."""
+    if not os.access(peers.DNSMASQ, os.X_OK):
+        pytest.skip("dnsmasq (%s, package dnsmasq-base) is not installed"
+                    % peers.DNSMASQ)
+    made, factory = _closing_factory(
+        lambda **kw: peers.Dns(peers.free_udp_port(), **kw))
+    yield factory
+    for d in made:
+        d.close()
+
+
+@pytest.fixture
+def postfix():
+    """postfix(relayhost): a private Postfix instance whose smtpd
+    listens on 127.0.0.1:.port and relays everything to relayhost."""
+    if not os.access(peers.POSTFIX, os.X_OK):
+        pytest.skip("Postfix (%s) is not installed" % peers.POSTFIX)
+    if not peers.is_root():
+        pytest.skip("starting a Postfix instance needs root")
+    made, factory = _closing_factory(
+        lambda relayhost, **kw: peers.Postfix(waxtest.free_port(),
+                                              relayhost, **kw))
+    yield factory
+    for p in made:
+        p.close()
+
+
+@pytest.fixture
+def root_only():
+    """Skip unless root: the MX tests bind port 25 on 127.0.0.x."""
+    if not peers.is_root():
+        pytest.skip("binding port 25 for MX delivery needs root")

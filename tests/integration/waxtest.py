@@ -75,6 +75,7 @@ class Relay:
         self.conf = self.dir / "waxseal.conf"
         self.queue_dir = self.dir / "spool"
         self.logfile = self.dir / "waxseal.log"
+        self.delivery_log = self.dir / "delivery.log"
         self.host = "127.0.0.1"
         self.port = None
         self.port6 = None
@@ -102,6 +103,12 @@ class Relay:
             "log_level = info",
             "myhostname = relay.test",
             "sign_threads = 2",
+            # Delivery held (Postfix's meaning) and never the real
+            # resolver: a test that delivers overrides these with its
+            # own lines (the last setting wins).
+            "defer_transports = smtp",
+            "dns_servers = 127.0.0.1:9",
+            "delivery_log = %s" % self.delivery_log,
         ]
         text += self.extra
         self.conf.write_text("\n".join(text) + "\n")
@@ -279,6 +286,60 @@ class Relay:
 
     def client(self, **kw):
         return Client(self.host, self.port, **kw)
+
+    # ---- delivery ----
+
+    def queue_ctl(self, *args, timeout=30):
+        """waxseal queue -c FILE ARGS...: the CompletedProcess (stdout and
+        stderr as text)."""
+        r = self._queue(list(args), timeout=timeout)
+        r.stdout = r.stdout.decode("utf-8", "replace")
+        r.stderr = r.stderr.decode("utf-8", "replace")
+        return r
+
+    def deliveries(self):
+        """The delivery log: one dict per recipient outcome, in order.
+        A line that is not a JSON object fails the test."""
+        try:
+            text = self.delivery_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        out = []
+        lines = text.splitlines()
+        for i, ln in enumerate(lines):
+            if not ln.strip():
+                continue
+            try:
+                rec = json.loads(ln)
+            except ValueError:
+                # The last line may be half-written while we read.
+                if i == len(lines) - 1 and not text.endswith("\n"):
+                    break
+                raise DaemonError("delivery log line is not JSON: %r" % ln)
+            if not isinstance(rec, dict):
+                raise DaemonError("delivery log line is not an object: %r"
+                                  % ln)
+            out.append(rec)
+        return out
+
+    def wait_deliveries(self, count, timeout=30.0, **match):
+        """Wait until count delivery log records have every key=value of
+        match (e.g. status="delivered"); returns them."""
+        deadline = time.monotonic() + timeout
+        got = []
+        for _ in range(int(timeout / 0.05) + 2):
+            got = [d for d in self.deliveries()
+                   if all(d.get(k) == v for k, v in match.items())]
+            if len(got) >= count or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if len(got) < count:
+            raise DaemonError(
+                "delivery log has %d of %d records with %r after %.0fs;"
+                " last records: %r\nlog:\n%s"
+                % (len(got), count, match, timeout, self.deliveries()[-5:],
+                   self.run_log()[-4000:]))
+        return got
 
 
 class Reply:
