@@ -10,6 +10,13 @@
  *     multishot (one SQE, a CQE per connection) and re-armed when a CQE
  *     comes without IORING_CQE_F_MORE;
  *   - file ops are malloc'd per call and freed on completion;
+ *   - an outbound connect is two linked SQEs, IORING_OP_CONNECT then
+ *     IORING_OP_LINK_TIMEOUT, whose user_data point at two relay_ops
+ *     inside one malloc'd struct relay_conn; it owns the destination
+ *     sockaddr and the timespec, and is freed only when both CQEs have
+ *     arrived (whichever comes first), so nothing the kernel may still
+ *     read goes away early. The socket is non-blocking for the connect
+ *     and made blocking again afterwards, like an accepted one;
  *   - cancel SQEs carry user_data 0 and their CQEs are ignored.
  * Buffers: recv fills s->rbuf, owned by the socket, untouched by anyone
  * else while the recv is in flight. A send reads s->out[s->cur], which is
@@ -21,6 +28,7 @@
 #include "relay/relay_io.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -42,6 +50,8 @@ enum relay_op_kind {
 	RELAY_OP_SEND,
 	RELAY_OP_WRITE,
 	RELAY_OP_FSYNC,
+	RELAY_OP_CONNECT,
+	RELAY_OP_CONNECT_TIMEOUT,
 };
 
 struct relay_op {
@@ -106,6 +116,34 @@ struct relay_fop {
 	uv_fs_t req; /* libuv backend */
 };
 
+/*
+ * One outbound connection attempt, from relay_io_connect() until its
+ * callback has run. io_uring: op and tmo_op are the user_data of the
+ * connect SQE and of its linked timeout; the struct (with dst, which the
+ * connect reads, and ts) is freed when both CQEs are in. libuv: req and
+ * timer; freed from the timer's close callback, after the owner's
+ * callback.
+ */
+struct relay_conn {
+	struct relay_op op;	/* RELAY_OP_CONNECT */
+	struct relay_op tmo_op; /* RELAY_OP_CONNECT_TIMEOUT */
+	struct relay_io *io;
+	relay_connect_cb cb;
+	void *arg;
+	int fd;
+	struct sockaddr_storage dst;
+	socklen_t dstlen;
+	struct __kernel_timespec ts;
+	int cqes; /* io_uring: CQEs still to come */
+	int res;  /* io_uring: the connect's result */
+
+	struct relay_sock *sock; /* libuv: the handle being connected */
+	uv_connect_t req;
+	uv_timer_t timer;
+	bool timed_out; /* libuv: the timer closed the handle */
+	int early;	/* libuv: uv_tcp_connect's own failure */
+};
+
 struct relay_io {
 	uv_loop_t *loop;
 	bool uring;
@@ -124,6 +162,7 @@ struct relay_io {
 static void relay_sock_send_more(struct relay_sock *s);
 void relay_sock_inject(struct relay_sock *s, const char *buf, size_t len);
 static void relay_sock_maybe_finish(struct relay_sock *s);
+static void relay_uring_on_connect(struct relay_conn *c);
 
 /* relay_io_sqe - a free SQE, submitting queued ones if the ring is full. */
 static struct io_uring_sqe *relay_io_sqe(struct relay_io *io)
@@ -147,7 +186,8 @@ static void relay_io_fill_addrs(struct relay_sock *s)
 	l = sizeof(s->local);
 	getsockname(s->fd, (struct sockaddr *)&s->local, &l);
 
-	/* Replies are small and clients pipeline: never wait for Nagle. */
+	/* Replies and pipelined commands are small: never wait for Nagle,
+	 * on accepted and outbound connections alike. */
 	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
@@ -315,6 +355,7 @@ static void relay_uring_reap_cb(uv_poll_t *h, int status, int events)
 	{
 		struct relay_op *op = io_uring_cqe_get_data(cqe);
 		struct relay_fop *f;
+		struct relay_conn *c;
 
 		n++;
 		if (op == NULL)
@@ -336,6 +377,17 @@ static void relay_uring_reap_cb(uv_poll_t *h, int status, int events)
 						  offsetof(struct relay_sock,
 							   send_op)),
 			    cqe->res);
+			break;
+		case RELAY_OP_CONNECT:
+			c = (struct relay_conn *)op;
+			c->res = cqe->res;
+			relay_uring_on_connect(c);
+			break;
+		case RELAY_OP_CONNECT_TIMEOUT:
+			c = (struct relay_conn *)((char *)op -
+						  offsetof(struct relay_conn,
+							   tmo_op));
+			relay_uring_on_connect(c);
 			break;
 		case RELAY_OP_WRITE:
 		case RELAY_OP_FSYNC:
@@ -613,6 +665,220 @@ static int relay_uv_fdatasync(void *ctx, int fd, queue_io_cb cb, void *arg)
 	r = uv_fs_fdatasync(io->loop, &f->req, fd, relay_uv_fs_cb);
 	if (r < 0)
 		free(f);
+	return r;
+}
+
+/* ---- outbound connections ---- */
+
+/*
+ * relay_conn_done - a connect attempt is over: hand the socket (status 0)
+ * or the error to the owner. The attempt's struct is freed by the caller.
+ */
+static void relay_conn_done(struct relay_conn *c, struct relay_sock *s,
+			    int status)
+{
+	if (s) {
+		s->fd = c->fd;
+		relay_io_fill_addrs(s);
+	}
+	c->cb(c->arg, s, status);
+}
+
+/*
+ * relay_uring_on_connect - one of the attempt's two CQEs: the connect's
+ * or its linked timeout's. When both are in, the attempt is over:
+ *   connect 0           connected (the timeout: -ECANCELED)
+ *   connect -ECANCELED  the timeout fired (-ETIME, or -EALREADY when it
+ *                       caught the connect mid-way): -ETIMEDOUT, since
+ *                       nothing else ever cancels a connect
+ *   connect -errno      failed (the timeout: -ECANCELED)
+ */
+static void relay_uring_on_connect(struct relay_conn *c)
+{
+	struct relay_sock *s = NULL;
+	int status = c->res;
+	int fl;
+
+	if (--c->cqes > 0)
+		return;
+
+	if (status == -ECANCELED)
+		status = -ETIMEDOUT;
+	if (status == 0) {
+		s = relay_sock_new(c->io);
+		if (s == NULL)
+			status = -ENOMEM;
+	}
+	if (status == 0) {
+		/* From here the socket is an accepted one: blocking, its
+		 * recv and send waiting inside the ring. */
+		fl = fcntl(c->fd, F_GETFL);
+		if (fl >= 0)
+			fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
+	} else {
+		close(c->fd);
+		c->fd = -1;
+	}
+	relay_conn_done(c, s, status);
+	free(c);
+}
+
+/*
+ * relay_uring_connect - queue IORING_OP_CONNECT linked to an
+ * IORING_OP_LINK_TIMEOUT (Linux 5.5). The two SQEs must reach the kernel
+ * in the same io_uring_submit() for the link to hold, so room for both is
+ * made first.
+ */
+static int relay_uring_connect(struct relay_conn *c)
+{
+	struct io_uring *ring = &c->io->ring;
+	struct io_uring_sqe *sqe, *tmo;
+	int fd;
+
+	fd = socket(c->dst.ss_family,
+		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	c->fd = fd;
+
+	if (io_uring_sq_space_left(ring) < 2)
+		io_uring_submit(ring);
+	if (io_uring_sq_space_left(ring) < 2) {
+		close(fd);
+		c->fd = -1;
+		return -EBUSY;
+	}
+	sqe = io_uring_get_sqe(ring);
+	tmo = io_uring_get_sqe(ring);
+
+	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&c->dst, c->dstlen);
+	io_uring_sqe_set_data(sqe, &c->op);
+	sqe->flags |= IOSQE_IO_LINK;
+	io_uring_prep_link_timeout(tmo, &c->ts, 0);
+	io_uring_sqe_set_data(tmo, &c->tmo_op);
+	c->cqes = 2;
+	return 0;
+}
+
+/* relay_uv_conn_free_cb - the attempt's timer is closed: free it. */
+static void relay_uv_conn_free_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* relay_uv_connect_cb - uv_tcp_connect finished, failed or was cancelled. */
+static void relay_uv_connect_cb(uv_connect_t *req, int status)
+{
+	struct relay_conn *c = req->data;
+	struct relay_sock *s = c->sock;
+	uv_os_fd_t fd;
+
+	uv_timer_stop(&c->timer);
+	if (status == UV_ECANCELED && c->timed_out)
+		status = -ETIMEDOUT;
+
+	if (status == 0) {
+		uv_fileno((uv_handle_t *)&s->tcp, &fd);
+		c->fd = fd;
+	} else {
+		/* The handle may already be closing (the timeout closed it):
+		 * its close callback frees s, which has no owner's
+		 * callbacks yet. */
+		if (!uv_is_closing((uv_handle_t *)&s->tcp))
+			uv_close((uv_handle_t *)&s->tcp, relay_uv_close_cb);
+		s = NULL;
+	}
+	relay_conn_done(c, s, status);
+	uv_close((uv_handle_t *)&c->timer, relay_uv_conn_free_cb);
+}
+
+/*
+ * relay_uv_conn_timer_cb - the timeout fired, or a failure detected when
+ * the connect was started is being reported (never from inside
+ * relay_io_connect).
+ */
+static void relay_uv_conn_timer_cb(uv_timer_t *h)
+{
+	struct relay_conn *c = h->data;
+
+	if (c->early < 0) {
+		/* uv_tcp_connect never started: no connect callback. */
+		uv_close((uv_handle_t *)&c->sock->tcp, relay_uv_close_cb);
+		relay_conn_done(c, NULL, c->early);
+		uv_close((uv_handle_t *)&c->timer, relay_uv_conn_free_cb);
+		return;
+	}
+
+	/* Closing the handle cancels the request: its callback follows
+	 * with UV_ECANCELED, before the handle's close callback. */
+	c->timed_out = true;
+	uv_close((uv_handle_t *)&c->sock->tcp, relay_uv_close_cb);
+}
+
+/* relay_uv_connect - uv_tcp_connect under a uv timer. */
+static int relay_uv_connect(struct relay_conn *c, int64_t timeout_ms)
+{
+	struct relay_sock *s = relay_sock_new(c->io);
+	int r;
+
+	if (s == NULL)
+		return -ENOMEM;
+	r = uv_tcp_init(c->io->loop, &s->tcp);
+	if (r < 0) {
+		free(s);
+		return r;
+	}
+	c->sock = s;
+	uv_timer_init(c->io->loop, &c->timer);
+	c->timer.data = c;
+	c->req.data = c;
+
+	/*
+	 * libuv reports some failures (-ENETUNREACH, -EADDRNOTAVAIL, ...)
+	 * from uv_tcp_connect itself; they go to the callback too, from a
+	 * zero timer, so that the owner sees every failure one way.
+	 */
+	r = uv_tcp_connect(&c->req, &s->tcp, (struct sockaddr *)&c->dst,
+			   relay_uv_connect_cb);
+	if (r < 0) {
+		c->early = r;
+		timeout_ms = 0;
+	}
+	uv_timer_start(&c->timer, relay_uv_conn_timer_cb, (uint64_t)timeout_ms,
+		       0);
+	return 0;
+}
+
+int relay_io_connect(struct relay_io *io, const struct sockaddr *dst,
+		     int64_t timeout_ms, relay_connect_cb cb, void *arg)
+{
+	struct relay_conn *c;
+	int r;
+
+	if (dst == NULL || timeout_ms <= 0 || cb == NULL)
+		return -EINVAL;
+	if (dst->sa_family != AF_INET && dst->sa_family != AF_INET6)
+		return -EAFNOSUPPORT;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return -ENOMEM;
+
+	c->io = io;
+	c->fd = -1;
+	c->cb = cb;
+	c->arg = arg;
+	c->op.kind = RELAY_OP_CONNECT;
+	c->tmo_op.kind = RELAY_OP_CONNECT_TIMEOUT;
+	c->dstlen = dst->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+					       : sizeof(struct sockaddr_in);
+	memcpy(&c->dst, dst, c->dstlen);
+	c->ts.tv_sec = timeout_ms / 1000;
+	c->ts.tv_nsec = (timeout_ms % 1000) * 1000000;
+
+	r = io->uring ? relay_uring_connect(c)
+		      : relay_uv_connect(c, timeout_ms);
+	if (r < 0)
+		free(c);
 	return r;
 }
 

@@ -6,15 +6,17 @@
  *     eventfd that the loop polls; everything queued during one loop
  *     iteration reaches the kernel in one io_uring_submit(), made from a
  *     uv_prepare handle just before the loop blocks. Accept (multishot),
- *     recv, send, write and fdatasync go through the ring.
+ *     connect, recv, send, write and fdatasync go through the ring.
  *   libuv - libuv's own TCP streams and threadpool file operations, for
  *     kernels or container profiles without io_uring. auto falls back to
  *     it when the ring cannot be set up.
  *
  * Timers, signals and wake-ups always come from libuv.
  *
- * Sockets: a relay_sock is created by the backend on accept and handed to
- * the accept callback, which sets its callbacks and starts reading. Data
+ * Sockets: a relay_sock is created by the backend on accept (or when an
+ * outbound connection is made) and handed to the accept (or connect)
+ * callback, which sets its callbacks and starts reading. Both kinds
+ * behave alike from then on, TCP_NODELAY set on each. Data
  * given to relay_sock_write() is copied: the caller's buffer is free again
  * when the call returns. Reads arrive in the backend's buffer, valid only
  * during the read callback. relay_sock_close() sends what is still queued,
@@ -28,6 +30,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <uv.h>
 
@@ -49,6 +52,13 @@ struct relay_sock_cbs {
 typedef void (*relay_accept_cb)(void *arg, struct relay_sock *s);
 
 /*
+ * Called once with a connected socket (status 0; not reading yet, like
+ * an accepted one: set callbacks, then relay_sock_read_start) or with
+ * s NULL and -errno (-ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH, ...).
+ */
+typedef void (*relay_connect_cb)(void *arg, struct relay_sock *s, int status);
+
+/*
  * relay_io_new - set up the backend on loop. backend is an enum
  * conf_io_backend; with CONF_IO_AUTO the ring is tried first. The
  * reason for a fallback goes to *why (static string) or NULL.
@@ -66,6 +76,18 @@ const char *relay_io_name(const struct relay_io *io);
 int relay_io_listen(struct relay_io *io, const char *addr,
 		    relay_accept_cb cb, void *arg, const char **why);
 
+/*
+ * relay_io_connect - open a TCP connection to dst (AF_INET or AF_INET6,
+ * port set; copied); give up after timeout_ms (> 0) with -ETIMEDOUT. cb
+ * never runs before the call returns, and runs exactly once when the call
+ * returned 0: every failure of the attempt itself, even one seen at once,
+ * goes to cb. 0 when started, or -errno (-EINVAL: timeout_ms <= 0 or no
+ * cb; -EAFNOSUPPORT; -EMFILE and others from socket(); -ENOMEM; -EBUSY:
+ * the ring has no room).
+ */
+int relay_io_connect(struct relay_io *io, const struct sockaddr *dst,
+		     int64_t timeout_ms, relay_connect_cb cb, void *arg);
+
 /* relay_io_stop_listening - close every listener; open sockets stay. */
 void relay_io_stop_listening(struct relay_io *io);
 
@@ -80,8 +102,9 @@ void relay_io_on_prepare(struct relay_io *io, void (*fn)(void *), void *arg);
 const struct queue_io *relay_io_file(struct relay_io *io);
 
 /*
- * relay_io_free - release the backend; every socket must be closed and
- * every file operation finished (the loop has run until then). The
+ * relay_io_free - release the backend; every socket must be closed,
+ * every file operation finished and every connect's callback run (the
+ * loop has run until then; a connect's timeout bounds that wait). The
  * io_uring backend finishes from the loop's close callbacks: run the loop
  * once more afterwards.
  */

@@ -1,5 +1,9 @@
 /*
  * relay_tls - see relay_tls.h.
+ *
+ * struct relay_tls_session is never defined: a pointer to one is a
+ * BoringSSL SSL_SESSION, whose reference count (thread-safe) is the
+ * session's. relay_tls_sess() and relay_tls_handle() convert.
  */
 #include "relay/relay_tls.h"
 
@@ -11,6 +15,8 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "conf/conf.h"
 
@@ -20,7 +26,9 @@ struct relay_tls_ctx {
 
 struct relay_tls {
 	SSL *ssl;
-	BIO *rbio, *wbio; /* owned by ssl */
+	BIO *rbio, *wbio;     /* owned by ssl */
+	SSL_SESSION *session; /* client: newest resumable session, owned */
+	char *verify_host;    /* client: the name to check, or NULL */
 	char desc[160];
 };
 
@@ -95,30 +103,61 @@ static int relay_tls_protocols(const char *spec, int *min, int *max)
 	return *min <= *max ? 0 : -EINVAL;
 }
 
+/*
+ * relay_tls_ctx_alloc - a context with the protocol range and cipher
+ * list of one side; param names the side's parameters in messages
+ * ("smtpd" or "smtp"). 0, or -EINVAL/-ENOMEM with err filled.
+ */
+static int relay_tls_ctx_alloc(struct relay_tls_ctx **out, const char *param,
+			       const char *protocols, const char *ciphers,
+			       char *err, size_t errlen)
+{
+	struct relay_tls_ctx *ctx;
+	int min, max;
+
+	if (relay_tls_protocols(protocols, &min, &max) < 0) {
+		snprintf(err, errlen, "%s_tls_protocols: not understood: %s",
+			 param, protocols);
+		return -EINVAL;
+	}
+	ctx = calloc(1, sizeof(*ctx));
+	if (ctx != NULL)
+		ctx->ssl = SSL_CTX_new(TLS_method());
+	if (ctx == NULL || ctx->ssl == NULL) {
+		snprintf(err, errlen, "TLS setup failed: %s",
+			 relay_tls_error());
+		free(ctx);
+		return -ENOMEM;
+	}
+	SSL_CTX_set_min_proto_version(ctx->ssl, (uint16_t)min);
+	SSL_CTX_set_max_proto_version(ctx->ssl, (uint16_t)max);
+
+	/* Postfix's grades map onto BoringSSL's default (secure) list. */
+	if (ciphers && *ciphers && strcmp(ciphers, "high") != 0 &&
+	    strcmp(ciphers, "medium") != 0 &&
+	    SSL_CTX_set_strict_cipher_list(ctx->ssl, ciphers) != 1) {
+		snprintf(err, errlen, "%s_tls_ciphers: not understood: %s",
+			 param, ciphers);
+		relay_tls_ctx_free(ctx);
+		return -EINVAL;
+	}
+	*out = ctx;
+	return 0;
+}
+
 int relay_tls_ctx_new(struct relay_tls_ctx **out, const struct conf *c,
 		      char *err, size_t errlen)
 {
-	struct relay_tls_ctx *ctx;
-	const char *ciphers = c->smtpd_tls_ciphers;
-	int min, max;
+	struct relay_tls_ctx *ctx = NULL;
+	int r;
 
 	*out = NULL;
 	if (c->smtpd_tls_cert_file == NULL || *c->smtpd_tls_cert_file == '\0')
 		return 0;
-	if (relay_tls_protocols(c->smtpd_tls_protocols, &min, &max) < 0) {
-		snprintf(err, errlen, "smtpd_tls_protocols: not understood: %s",
-			 c->smtpd_tls_protocols);
-		return -EINVAL;
-	}
-
-	ctx = calloc(1, sizeof(*ctx));
-	if (ctx == NULL)
-		return -ENOMEM;
-	ctx->ssl = SSL_CTX_new(TLS_method());
-	if (ctx->ssl == NULL)
-		goto fail;
-	SSL_CTX_set_min_proto_version(ctx->ssl, (uint16_t)min);
-	SSL_CTX_set_max_proto_version(ctx->ssl, (uint16_t)max);
+	r = relay_tls_ctx_alloc(&ctx, "smtpd", c->smtpd_tls_protocols,
+				c->smtpd_tls_ciphers, err, errlen);
+	if (r < 0)
+		return r;
 
 	if (SSL_CTX_use_certificate_chain_file(ctx->ssl,
 					       c->smtpd_tls_cert_file) != 1) {
@@ -137,25 +176,74 @@ int relay_tls_ctx_new(struct relay_tls_ctx **out, const struct conf *c,
 			 c->smtpd_tls_key_file, relay_tls_error());
 		goto fail;
 	}
-
-	/* Postfix's grades map onto BoringSSL's default (secure) list. */
-	if (ciphers && *ciphers && strcmp(ciphers, "high") != 0 &&
-	    strcmp(ciphers, "medium") != 0 &&
-	    SSL_CTX_set_strict_cipher_list(ctx->ssl, ciphers) != 1) {
-		snprintf(err, errlen, "smtpd_tls_ciphers: not understood: %s",
-			 ciphers);
-		goto fail;
-	}
 	*out = ctx;
 	return 0;
 
 fail:
-	if (ctx->ssl)
-		SSL_CTX_free(ctx->ssl);
-	free(ctx);
-	if (err[0] == '\0')
-		snprintf(err, errlen, "TLS setup failed: %s",
+	relay_tls_ctx_free(ctx);
+	return -EINVAL;
+}
+
+/*
+ * relay_tls_new_session_cb - the client got a resumable session: at the
+ * end of a TLS 1.2 handshake, or a TLS 1.3 NewSessionTicket read after
+ * it (RFC 8446 section 4.6.1). Keep the newest on the relay_tls; the
+ * reference BoringSSL passes becomes ours (return 1).
+ */
+static int relay_tls_new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct relay_tls *t = SSL_get_app_data(ssl);
+
+	if (t == NULL)
+		return 0;
+	if (t->session)
+		SSL_SESSION_free(t->session);
+	t->session = sess;
+	return 1;
+}
+
+int relay_tls_client_ctx_new(struct relay_tls_ctx **out, const struct conf *c,
+			     char *err, size_t errlen)
+{
+	struct relay_tls_ctx *ctx = NULL;
+	const char *file = c->smtp_tls_CAfile, *path = c->smtp_tls_CApath;
+	int r;
+
+	*out = NULL;
+	r = relay_tls_ctx_alloc(&ctx, "smtp", c->smtp_tls_protocols,
+				c->smtp_tls_ciphers, err, errlen);
+	if (r < 0)
+		return r;
+
+	/*
+	 * The chain is always verified, never fatally (SSL_VERIFY_NONE
+	 * keeps the result for SSL_get_verify_result): opportunistic TLS
+	 * must work with self-signed servers, and a client that requires
+	 * verification asks relay_tls_verified() and hangs up itself.
+	 */
+	SSL_CTX_set_verify(ctx->ssl, SSL_VERIFY_NONE, NULL);
+	if (file && *file &&
+	    SSL_CTX_load_verify_locations(ctx->ssl, file, NULL) != 1) {
+		snprintf(err, errlen, "%s: cannot load CA certificates: %s",
+			 file, relay_tls_error());
+		goto fail;
+	}
+	if (path && *path &&
+	    SSL_CTX_load_verify_locations(ctx->ssl, NULL, path) != 1) {
+		snprintf(err, errlen, "%s: cannot use CA directory: %s", path,
 			 relay_tls_error());
+		goto fail;
+	}
+
+	/* Sessions are kept by the caller per destination, not in ctx. */
+	SSL_CTX_set_session_cache_mode(
+	    ctx->ssl, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+	SSL_CTX_sess_set_new_cb(ctx->ssl, relay_tls_new_session_cb);
+	*out = ctx;
+	return 0;
+
+fail:
+	relay_tls_ctx_free(ctx);
 	return -EINVAL;
 }
 
@@ -167,7 +255,20 @@ void relay_tls_ctx_free(struct relay_tls_ctx *ctx)
 	free(ctx);
 }
 
-struct relay_tls *relay_tls_new(struct relay_tls_ctx *ctx)
+/* relay_tls_sess - the SSL_SESSION behind a relay_tls_session. */
+static SSL_SESSION *relay_tls_sess(struct relay_tls_session *s)
+{
+	return (SSL_SESSION *)(void *)s;
+}
+
+/* relay_tls_handle - the relay_tls_session for an SSL_SESSION. */
+static struct relay_tls_session *relay_tls_handle(SSL_SESSION *s)
+{
+	return (struct relay_tls_session *)(void *)s;
+}
+
+/* relay_tls_alloc - an SSL over two memory BIOs, in neither state. */
+static struct relay_tls *relay_tls_alloc(struct relay_tls_ctx *ctx)
 {
 	struct relay_tls *t = calloc(1, sizeof(*t));
 
@@ -185,8 +286,46 @@ struct relay_tls *relay_tls_new(struct relay_tls_ctx *ctx)
 		return NULL;
 	}
 	SSL_set_bio(t->ssl, t->rbio, t->wbio);
+	SSL_set_app_data(t->ssl, t);
+	return t;
+}
+
+struct relay_tls *relay_tls_new(struct relay_tls_ctx *ctx)
+{
+	struct relay_tls *t = relay_tls_alloc(ctx);
+
+	if (t == NULL)
+		return NULL;
 	SSL_set_accept_state(t->ssl);
 	return t;
+}
+
+struct relay_tls *relay_tls_client_new(struct relay_tls_ctx *ctx,
+				       const char *sni, const char *verify_host,
+				       struct relay_tls_session *resume)
+{
+	struct relay_tls *t = relay_tls_alloc(ctx);
+
+	if (t == NULL)
+		return NULL;
+	SSL_set_connect_state(t->ssl);
+
+	if (sni && *sni && SSL_set_tlsext_host_name(t->ssl, sni) != 1)
+		goto fail;
+	if (verify_host) {
+		t->verify_host = strdup(verify_host);
+		if (t->verify_host == NULL)
+			goto fail;
+	}
+
+	/* SSL_set_session takes a reference of its own. */
+	if (resume && SSL_set_session(t->ssl, relay_tls_sess(resume)) != 1)
+		goto fail;
+	return t;
+
+fail:
+	relay_tls_free(t);
+	return NULL;
 }
 
 void relay_tls_free(struct relay_tls *t)
@@ -194,7 +333,122 @@ void relay_tls_free(struct relay_tls *t)
 	if (t == NULL)
 		return;
 	SSL_free(t->ssl);
+	if (t->session)
+		SSL_SESSION_free(t->session);
+	free(t->verify_host);
 	free(t);
+}
+
+int relay_tls_handshake(struct relay_tls *t)
+{
+	int r = SSL_do_handshake(t->ssl);
+
+	if (r == 1)
+		return 1;
+	switch (SSL_get_error(t->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return 0;
+	default:
+		return -EPROTO;
+	}
+}
+
+/* relay_tls_chain_why - a verify error as a short static reason. */
+static const char *relay_tls_chain_why(long v)
+{
+	switch (v) {
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+		return "self-signed certificate";
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+		return "unknown CA";
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+		return "certificate expired";
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		return "certificate not yet valid";
+	default:
+		return X509_verify_cert_error_string(v);
+	}
+}
+
+int relay_tls_verified(struct relay_tls *t, const char **why)
+{
+	X509 *cert;
+	long v;
+	int r;
+
+	if (!SSL_is_init_finished(t->ssl)) {
+		*why = "handshake not complete";
+		return -EPERM;
+	}
+	if (t->verify_host == NULL) {
+		*why = "no name to verify";
+		return -EPERM;
+	}
+	cert = SSL_get_peer_certificate(t->ssl);
+	if (cert == NULL) {
+		*why = "no certificate";
+		return -EPERM;
+	}
+
+	/*
+	 * The chain result comes from the handshake (or, when resuming,
+	 * from the session's first handshake). The name is checked here
+	 * every time, so that a session made opportunistically, without a
+	 * name, cannot pass for a verified one. RFC 6125 section 6.4: DNS
+	 * names of subjectAltName only, never the subject CN; a wildcard
+	 * only as the whole leftmost label (BoringSSL's only form).
+	 */
+	v = SSL_get_verify_result(t->ssl);
+	if (v != X509_V_OK) {
+		*why = relay_tls_chain_why(v);
+		r = -EPERM;
+	} else if (X509_check_host(cert, t->verify_host, strlen(t->verify_host),
+				   X509_CHECK_FLAG_NEVER_CHECK_SUBJECT,
+				   NULL) != 1) {
+		*why = "name mismatch";
+		r = -EPERM;
+	} else {
+		*why = NULL;
+		r = 0;
+	}
+	X509_free(cert);
+	return r;
+}
+
+bool relay_tls_resumed(const struct relay_tls *t)
+{
+	return SSL_session_reused(t->ssl) == 1;
+}
+
+struct relay_tls_session *relay_tls_session_get(struct relay_tls *t)
+{
+	SSL_SESSION *s = t->session;
+
+	/*
+	 * The new-session callback's is the newest (a TLS 1.3 ticket read
+	 * after the handshake). Without one, a resumed TLS 1.2 session
+	 * is still good for the next connection.
+	 */
+	if (s && SSL_SESSION_is_resumable(s)) {
+		SSL_SESSION_up_ref(s);
+		return relay_tls_handle(s);
+	}
+	s = SSL_get1_session(t->ssl);
+	if (s && SSL_SESSION_is_resumable(s))
+		return relay_tls_handle(s);
+	if (s)
+		SSL_SESSION_free(s);
+	return NULL;
+}
+
+void relay_tls_session_put(struct relay_tls_session *s)
+{
+	if (s)
+		SSL_SESSION_free(relay_tls_sess(s));
 }
 
 int relay_tls_input(struct relay_tls *t, const char *buf, size_t len)
