@@ -17,6 +17,7 @@
 
 #include "conf/conf.h"
 #include "queue/queue.h"
+#include "relay/relay_ctl.h"
 #include "relay/relay_daemon.h"
 #include "sign/sign_cli.h"
 
@@ -147,11 +148,18 @@ static int main_config(int argc, char **argv)
 
 static const char main_queue_usage[] =
     "usage: waxseal queue [-c FILE] list [--json]\n"
-    "       waxseal queue [-c FILE] cat ID\n"
+    "       waxseal queue [-c FILE] show ID | cat ID\n"
+    "       waxseal queue [-c FILE] flush [DOMAIN]\n"
+    "       waxseal queue [-c FILE] hold ID | release ID | delete ID\n"
     "\n"
-    "Read the spool (without changing it): list the queued messages,\n"
-    "one a line (id, size, arrival, state, sender, recipients), or\n"
-    "print one message as stored.\n";
+    "list, show and cat read the spool without changing it: list prints\n"
+    "the queued messages one a line (id, size, arrival, state, attempts,\n"
+    "sender, pending recipients), show one message's envelope and state\n"
+    "and the message, cat the message as stored. flush, hold, release\n"
+    "and delete ask the running daemon through its control socket:\n"
+    "flush tries deferred mail now (only mail for DOMAIN when given),\n"
+    "hold keeps a message from delivery until release, delete drops it\n"
+    "without a bounce.\n";
 
 /* main_json_str - s as a JSON string. */
 static void main_json_str(FILE *out, const char *s)
@@ -170,6 +178,14 @@ static void main_json_str(FILE *out, const char *s)
 	putc('"', out);
 }
 
+/* main_queue_state - held, deferred (tried, waiting) or queued. */
+static const char *main_queue_state(const struct queue_msg *m)
+{
+	if (m->held)
+		return "held";
+	return m->attempts > 0 ? "deferred" : "queued";
+}
+
 /* main_queue_line - one message of `queue list`. */
 static int main_queue_line(void *arg, const struct queue_msg *m)
 {
@@ -177,14 +193,17 @@ static int main_queue_line(void *arg, const struct queue_msg *m)
 	char when[32];
 	time_t t = (time_t)(m->arrival_ms / 1000);
 	struct tm tm;
-	size_t i;
+	size_t i, n;
 
 	gmtime_r(&t, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	if (o->json) {
 		printf("{\"id\":\"%s\",\"size\":%llu,\"arrival\":\"%s\","
-		       "\"state\":\"queued\",\"sender\":",
-		       m->id, (unsigned long long)m->size, when);
+		       "\"state\":\"%s\",\"attempts\":%u,"
+		       "\"next_attempt_ms\":%lld,\"sender\":",
+		       m->id, (unsigned long long)m->size, when,
+		       main_queue_state(m), m->attempts,
+		       (long long)m->next_ms);
 		main_json_str(stdout, m->sender);
 		fputs(",\"recipients\":[", stdout);
 		for (i = 0; i < m->nrcpt; i++) {
@@ -192,14 +211,97 @@ static int main_queue_line(void *arg, const struct queue_msg *m)
 				putchar(',');
 			main_json_str(stdout, m->rcpts[i]);
 		}
+		fputs("],\"pending\":[", stdout);
+		for (i = 0, n = 0; i < m->nrcpt; i++) {
+			if (m->rcpt_done[i])
+				continue;
+			if (n++)
+				putchar(',');
+			main_json_str(stdout, m->rcpts[i]);
+		}
 		fputs("]}\n", stdout);
 		return 0;
 	}
-	printf("%s %8llu %s queued <%s>", m->id, (unsigned long long)m->size,
-	       when, m->sender);
+	printf("%s %8llu %s %s %u <%s>", m->id, (unsigned long long)m->size,
+	       when, main_queue_state(m), m->attempts, m->sender);
 	for (i = 0; i < m->nrcpt; i++)
-		printf(" <%s>", m->rcpts[i]);
+		if (!m->rcpt_done[i])
+			printf(" <%s>", m->rcpts[i]);
 	putchar('\n');
+	return 0;
+}
+
+/*
+ * main_queue_ctl - flush, hold, release and delete: one line to the
+ * daemon. True when argv was such a command (*code set).
+ */
+static bool main_queue_ctl(int argc, char **argv, const struct conf *c,
+			   int *code)
+{
+	static const char *const cmds[] = {"flush", "hold", "release",
+					   "delete"};
+	char line[600], reply[256];
+	size_t i;
+	int r;
+
+	for (i = 0; i < 4 && strcmp(argv[optind], cmds[i]) != 0; i++)
+		;
+	if (i == 4)
+		return false;
+	if (argc - optind > 2 || (i > 0 && argc - optind != 2) ||
+	    (argc - optind == 2 && strlen(argv[optind + 1]) > 255)) {
+		fputs(main_queue_usage, stderr);
+		*code = 2;
+		return true;
+	}
+	snprintf(line, sizeof(line), "%s%s%s", argv[optind],
+		 argc - optind == 2 ? " " : "",
+		 argc - optind == 2 ? argv[optind + 1] : "");
+	r = relay_ctl_call(c->control_socket, line, reply, sizeof(reply));
+	if (r < 0) {
+		fprintf(stderr, "waxseal: %s: %s (is the daemon running?)\n",
+			c->control_socket, strerror(-r));
+		*code = 1;
+		return true;
+	}
+	if (strncmp(reply, "ok", 2) != 0) {
+		fprintf(stderr, "waxseal: %s: %s\n", line, reply);
+		*code = 1;
+		return true;
+	}
+	puts(reply);
+	*code = 0;
+	return true;
+}
+
+/* main_queue_show - one message's envelope, state and text. */
+static int main_queue_show(struct queue_spool *sp, const char *id)
+{
+	const struct queue_msg *m = queue_spool_find(sp, id);
+	char *buf;
+	size_t len, i;
+	int r;
+
+	if (m == NULL) {
+		fprintf(stderr, "waxseal: %s: no such message\n", id);
+		return 1;
+	}
+	printf("id: %s\nsize: %llu\nstate: %s\nattempts: %u\n", m->id,
+	       (unsigned long long)m->size, main_queue_state(m), m->attempts);
+	if (m->next_ms > 0)
+		printf("next_attempt_ms: %lld\n", (long long)m->next_ms);
+	printf("sender: <%s>\n", m->sender);
+	for (i = 0; i < m->nrcpt; i++)
+		printf("recipient: <%s>%s\n", m->rcpts[i],
+		       m->rcpt_done[i] ? " done" : "");
+	putchar('\n');
+	r = queue_spool_read(sp, id, &buf, &len);
+	if (r < 0) {
+		fprintf(stderr, "waxseal: %s: %s\n", id, strerror(-r));
+		return 1;
+	}
+	fwrite(buf, 1, len, stdout);
+	free(buf);
 	return 0;
 }
 
@@ -225,6 +327,10 @@ static int main_queue(int argc, char **argv)
 		return 2;
 	}
 
+	/* Commands for the running daemon go through its socket. */
+	if (main_queue_ctl(argc, argv, &c, &code))
+		goto out;
+
 	/* Read-only: the spool of a running daemon is not touched. */
 	r = queue_spool_open(&sp, c.queue_directory, &lim, NULL, err,
 			     sizeof(err));
@@ -235,6 +341,8 @@ static int main_queue(int argc, char **argv)
 	if (strcmp(argv[optind], "list") == 0 && optind + 1 == argc) {
 		queue_spool_foreach(sp, main_queue_line, &o);
 		code = 0;
+	} else if (strcmp(argv[optind], "show") == 0 && optind + 2 == argc) {
+		code = main_queue_show(sp, argv[optind + 1]);
 	} else if (strcmp(argv[optind], "cat") == 0 && optind + 2 == argc) {
 		char *buf;
 		size_t len;

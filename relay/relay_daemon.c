@@ -15,8 +15,10 @@
 
 #include "conf/conf.h"
 #include "queue/queue.h"
+#include "relay/relay_ctl.h"
 #include "relay/relay_io.h"
 #include "relay/relay_log.h"
+#include "relay/relay_sched.h"
 #include "relay/relay_smtpd.h"
 #include "relay/relay_tls.h"
 #include "sign/sign.h"
@@ -31,10 +33,13 @@ struct relay_daemon {
 	struct queue_spool *spool;
 	struct sign_pool *pool;
 	struct relay_smtpd *smtpd;
+	struct relay_sched *sched;
+	struct relay_ctl *ctl;
+	struct relay_gen *sched_gen;
 
 	uv_poll_t pool_poll;
-	uv_signal_t sigterm, sigint, sighup;
-	bool stopping, sessions_done;
+	uv_signal_t sigterm, sigint, sighup, sigusr1;
+	bool stopping, sessions_done, sched_done;
 };
 
 int relay_daemon_load(struct conf *c, const char *path, char **overrides,
@@ -135,7 +140,8 @@ static void relay_daemon_prepare(void *arg)
 	struct relay_daemon *d = arg;
 
 	queue_spool_flush(d->spool);
-	if (d->stopping && d->sessions_done && queue_spool_idle(d->spool))
+	if (d->stopping && d->sessions_done && d->sched_done &&
+	    queue_spool_idle(d->spool))
 		uv_stop(&d->loop);
 }
 
@@ -145,6 +151,32 @@ static void relay_daemon_sessions_done_cb(void *arg)
 	struct relay_daemon *d = arg;
 
 	d->sessions_done = true;
+}
+
+/* relay_daemon_sched_done_cb - every delivery connection is closed. */
+static void relay_daemon_sched_done_cb(void *arg)
+{
+	struct relay_daemon *d = arg;
+
+	d->sched_done = true;
+}
+
+/* relay_daemon_queued_cb - a new durable message: deliver it. */
+static void relay_daemon_queued_cb(void *arg, const char *id)
+{
+	struct relay_daemon *d = arg;
+
+	if (d->sched)
+		relay_sched_queued(d->sched, id);
+}
+
+/* relay_daemon_reopen_cb - SIGUSR1: reopen the delivery log. */
+static void relay_daemon_reopen_cb(uv_signal_t *h, int signum)
+{
+	struct relay_daemon *d = h->data;
+
+	relay_sched_reopen_log(d->sched);
+	relay_info(NULL, "delivery-log-reopened");
 }
 
 /* relay_daemon_pool_cb - finished sign jobs wait on the eventfd. */
@@ -167,6 +199,11 @@ static void relay_daemon_stop_cb(uv_signal_t *h, int signum)
 	d->stopping = true;
 	relay_io_stop_listening(d->io);
 	relay_smtpd_shutdown(d->smtpd, relay_daemon_sessions_done_cb, d);
+	if (d->ctl) {
+		relay_ctl_close(d->ctl);
+		d->ctl = NULL;
+	}
+	relay_sched_shutdown(d->sched, relay_daemon_sched_done_cb, d);
 }
 
 /* relay_daemon_reload_cb - SIGHUP: new configuration for new sessions. */
@@ -240,9 +277,28 @@ static int relay_daemon_start(struct relay_daemon *d, struct relay_gen *g)
 	d->pool_poll.data = d;
 	uv_poll_start(&d->pool_poll, UV_READABLE, relay_daemon_pool_cb);
 
+	/* Delivery keeps the first generation: its settings (maps, TLS,
+	 * resolver) need a restart to change. */
+	g->refs++;
+	d->sched_gen = g;
+	r = relay_sched_new(&d->sched, &d->loop, d->io, d->spool, c, err,
+			    sizeof(err));
+	if (r < 0) {
+		relay_err(NULL, "delivery-failed reason=\"%s\"", err);
+		return 2;
+	}
+
 	d->smtpd = relay_smtpd_new(&d->loop, d->spool, d->pool, g);
 	if (d->smtpd == NULL)
 		return 1;
+	relay_smtpd_on_queued(d->smtpd, relay_daemon_queued_cb, d);
+	relay_sched_start(d->sched);
+	r = relay_ctl_new(&d->ctl, &d->loop, c->control_socket, d->sched,
+			  err, sizeof(err));
+	if (r < 0) {
+		relay_err(NULL, "control-failed reason=\"%s\"", err);
+		return 1;
+	}
 	for (i = 0; i < c->smtpd_listen.n; i++) {
 		r = relay_io_listen(d->io, c->smtpd_listen.v[i],
 				    relay_smtpd_accept_cb, d->smtpd, &why);
@@ -259,7 +315,10 @@ static int relay_daemon_start(struct relay_daemon *d, struct relay_gen *g)
 	uv_signal_init(&d->loop, &d->sigterm);
 	uv_signal_init(&d->loop, &d->sigint);
 	uv_signal_init(&d->loop, &d->sighup);
+	uv_signal_init(&d->loop, &d->sigusr1);
 	d->sigterm.data = d->sigint.data = d->sighup.data = d;
+	d->sigusr1.data = d;
+	uv_signal_start(&d->sigusr1, relay_daemon_reopen_cb, SIGUSR1);
 	uv_signal_start(&d->sigterm, relay_daemon_stop_cb, SIGTERM);
 	uv_signal_start(&d->sigint, relay_daemon_stop_cb, SIGINT);
 	uv_signal_start(&d->sighup, relay_daemon_reload_cb, SIGHUP);
@@ -307,6 +366,10 @@ int relay_daemon_run(const char *path, char **overrides, int noverride)
 	}
 
 	/* Tear down in reverse order; the loop finishes the closes. */
+	if (d.ctl)
+		relay_ctl_close(d.ctl);
+	if (code != 0 && d.sched)
+		relay_sched_shutdown(d.sched, NULL, NULL);
 	if (d.pool) {
 		uv_poll_stop(&d.pool_poll);
 		sign_pool_reap(d.pool);
@@ -314,6 +377,7 @@ int relay_daemon_run(const char *path, char **overrides, int noverride)
 	}
 	if (d.smtpd)
 		relay_smtpd_free(d.smtpd);
+
 	if (d.spool)
 		queue_spool_close(d.spool);
 	if (d.io) {
@@ -322,6 +386,10 @@ int relay_daemon_run(const char *path, char **overrides, int noverride)
 	}
 	uv_walk(&d.loop, relay_daemon_close_walk_cb, NULL);
 	uv_run(&d.loop, UV_RUN_DEFAULT);
+	if (d.sched)
+		relay_sched_free(d.sched);
+	if (d.sched_gen)
+		relay_gen_put(d.sched_gen);
 	uv_loop_close(&d.loop);
 	return code;
 }

@@ -56,6 +56,8 @@ struct relay_smtpd {
 	bool stopping;
 	void (*done)(void *);
 	void *done_arg;
+	void (*queued)(void *, const char *);
+	void *queued_arg;
 };
 
 struct smtpd_session {
@@ -507,12 +509,15 @@ static void smtpd_queued_cb(void *arg, int res, const char *id)
 			smtpd_reply(s, "451 4.3.0 Error: queue file write "
 				       "error");
 	}
-	if (res == 0)
+	if (res == 0) {
 		relay_info(id,
 			   "queued from=<%s> nrcpt=%zu size=%zu msgid=%s "
 			   "session=%s",
 			   s->sender ? s->sender : "", s->nrcpt, s->data.len,
 			   s->msgid, s->id);
+		if (s->srv->queued)
+			s->srv->queued(s->srv->queued_arg, id);
+	}
 	else
 		relay_warn(id, "queue-failed session=%s reason=%s", s->id,
 			   strerror(-res));
@@ -1566,4 +1571,11 @@ void relay_gen_put(struct relay_gen *g)
 	relay_tls_ctx_free(g->tls);
 	conf_free(&g->conf);
 	free(g);
+}
+
+void relay_smtpd_on_queued(struct relay_smtpd *srv,
+			   void (*fn)(void *, const char *), void *arg)
+{
+	srv->queued = fn;
+	srv->queued_arg = arg;
 }

@@ -65,6 +65,13 @@ void relay_smtpd_set_gen(struct relay_smtpd *srv, struct relay_gen *gen);
 void relay_smtpd_shutdown(struct relay_smtpd *srv, void (*done)(void *),
 			  void *arg);
 
+/*
+ * relay_smtpd_on_queued - fn(arg, id) for every message that has become
+ * durable (after its 250), for the delivery scheduler.
+ */
+void relay_smtpd_on_queued(struct relay_smtpd *srv,
+			   void (*fn)(void *, const char *), void *arg);
+
 /* relay_smtpd_free - release the server; no session may remain. */
 void relay_smtpd_free(struct relay_smtpd *srv);
 
