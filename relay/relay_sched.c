@@ -68,6 +68,7 @@ struct sched_job {
 	struct sched_msg *m;
 	struct sched_dest *d;
 	size_t n;
+	const char **rcpts;      /* n addresses, for the client */
 	size_t idx[];
 };
 
@@ -662,8 +663,6 @@ static void sched_conn_take(struct sched_conn *k)
 	struct sched_dest *d = k->d;
 	struct relay_smtpc_txn t = {0};
 	struct sched_job *j;
-	const char *rcpts[1024];
-	const char **rv = rcpts;
 	size_t i;
 	int r;
 
@@ -680,19 +679,11 @@ static void sched_conn_take(struct sched_conn *k)
 		d->idle = k;
 		return;
 	}
-	if (j->n > sizeof(rcpts) / sizeof(rcpts[0])) {
-		rv = malloc(j->n * sizeof(*rv));
-		if (rv == NULL) {
-			sched_job_fail(d->s, j, NULL,
-				       "451 4.3.0 out of memory");
-			sched_conn_take(k);
-			return;
-		}
-	}
+	/* The client reads the addresses until done: they live on the job. */
 	for (i = 0; i < j->n; i++)
-		rv[i] = j->m->rcpts[j->idx[i]];
+		j->rcpts[i] = j->m->rcpts[j->idx[i]];
 	t.sender = j->m->sender;
-	t.rcpts = rv;
+	t.rcpts = j->rcpts;
 	t.nrcpt = j->n;
 	t.data = j->m->data;
 	t.len = j->m->len;
@@ -701,9 +692,6 @@ static void sched_conn_take(struct sched_conn *k)
 	k->st = C_BUSY;
 	k->job = j;
 	r = relay_smtpc_send(k->c, &t);
-	/* The client keeps t.rcpts: it lives on the job until done. */
-	if (rv != rcpts)
-		free(rv);
 	if (r < 0) {
 		k->job = NULL;
 		sched_job_fail(d->s, j, NULL, "451 4.3.0 cannot send");
@@ -1121,9 +1109,11 @@ fail:
 static struct sched_job *sched_job_new(struct sched_msg *m,
 				       struct sched_dest *d, size_t cap)
 {
-	struct sched_job *j = malloc(sizeof(*j) + cap * sizeof(j->idx[0]));
+	struct sched_job *j = malloc(sizeof(*j) + cap * sizeof(j->idx[0]) +
+				     cap * sizeof(j->rcpts[0]));
 
 	if (j) {
+		j->rcpts = (const char **)(void *)&j->idx[cap];
 		j->next = NULL;
 		j->m = m;
 		j->d = d;

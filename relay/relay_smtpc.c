@@ -487,6 +487,12 @@ static void smtpc_txn_reply(struct relay_smtpc *c)
 static void smtpc_reply(struct relay_smtpc *c)
 {
 	uv_timer_stop(&c->timer);
+
+	/* A 421 closes the session whatever it answers (RFC 5321 3.8). */
+	if (c->code == 421 && c->state == SMTPC_TXN) {
+		smtpc_txn_end(c, true, c->reply);
+		return;
+	}
 	switch (c->state) {
 	case SMTPC_TXN:
 		smtpc_txn_reply(c);
@@ -506,17 +512,6 @@ static void smtpc_reply(struct relay_smtpc *c)
 	default:
 		smtpc_setup_reply(c);
 		break;
-	}
-
-	/* A 421 closes the session whatever it answered (RFC 5321 3.8). */
-	if (c->code == 421 && c->state != SMTPC_DEAD) {
-		if (c->state == SMTPC_TXN)
-			smtpc_txn_end(c, true, c->reply);
-		else if (c->state == SMTPC_IDLE) {
-			smtpc_shutdown(c);
-			if (c->cbs.lost)
-				c->cbs.lost(c->arg);
-		}
 	}
 }
 
@@ -616,7 +611,7 @@ static void smtpc_tls_input(struct relay_smtpc *c, const char *buf,
 	char plain[16384];
 	const char *p, *why;
 	size_t n;
-	int r;
+	int r = 0;
 
 	if (relay_tls_input(c->tls, buf, len) < 0) {
 		smtpc_fail_setup(c, RELAY_SMTPC_LOST, "out of memory");

@@ -1,0 +1,111 @@
+"""Temporary and permanent failures: 4xx defers and retries after
+minimal_backoff_time; 5xx bounces with one RFC 3464 DSN to the sender,
+delivered like any mail to the sink of the sender's domain; a message
+from <> never gets one; maximal_queue_lifetime expires a message that
+keeps failing."""
+import time
+
+import peers
+from waxtest import free_port
+
+
+def routes(tmp_path, rcpt_sink, sender_sink):
+    tm = tmp_path / "transport"
+    tm.write_text("dest.test %s\nnews.test %s\n"
+                  % (rcpt_sink.endpoint, sender_sink.endpoint))
+    return "transport_maps = %s" % tm
+
+
+def test_4xx_defers_then_delivers(relay, sink, tmp_path):
+    dest = sink("127.0.0.20", free_port(host="127.0.0.20"), soft=("RCPT",))
+    home = sink("127.0.0.21", free_port(host="127.0.0.21"))
+    r = relay(*peers.delivery_lines(backoff="1s"),
+              routes(tmp_path, dest, home))
+    m, mid = peers.make_message("news@news.test", "a@dest.test", "retry")
+    qid, = peers.submit(r, "news@news.test", ["a@dest.test"], [m])
+
+    d = r.wait_deliveries(1, timeout=30, status="deferred")[0]
+    assert d["queue_id"] == qid and d["recipient"] == "a@dest.test"
+    assert str(d["reply"]).startswith("4"), d
+    assert qid in r.queue_ids()
+    assert dest.messages() == []
+
+    dest.restart(soft=())
+    got = dest.wait_messages(1, timeout=30)
+    assert got[0].header("Message-ID") == mid
+    d = r.wait_deliveries(1, timeout=15, status="delivered")[0]
+    assert d["queue_id"] == qid and d["attempt"] >= 2, d
+    peers.wait_for(lambda: qid not in r.queue_ids(), 15,
+                   "the message to leave the queue")
+    assert home.messages() == [], "a DSN for a delivered message"
+
+
+def test_5xx_bounces_with_dsn(relay, sink, tmp_path):
+    dest = sink("127.0.0.22", free_port(host="127.0.0.22"), hard=("RCPT",),
+                hard_reply="550 5.1.1 No such user here")
+    home = sink("127.0.0.23", free_port(host="127.0.0.23"))
+    r = relay(*peers.delivery_lines(), routes(tmp_path, dest, home))
+    m, mid = peers.make_message("news@news.test", "gone@dest.test",
+                                "bounce me")
+    qid, = peers.submit(r, "news@news.test", ["gone@dest.test"], [m])
+
+    d = r.wait_deliveries(1, timeout=30, status="bounced")[0]
+    assert d["queue_id"] == qid and str(d["reply"]).startswith("550"), d
+    dsn = home.wait_messages(1, timeout=30)[0]
+    assert dsn.sender == "", "a DSN's envelope sender must be <>"
+    assert dsn.rcpts == ["news@news.test"]
+    rep = peers.parse_dsn(dsn.data)
+    assert "text/rfc822-headers" in rep["types"], rep["types"]
+    rc, = rep["recipients"]
+    assert "gone@dest.test" in rc["final-recipient"], rc
+    assert rc["status"].startswith("5."), rc
+    assert rc["action"].lower() == "failed", rc
+    assert "Subject: bounce me" in rep["headers"]
+    assert mid in rep["headers"]
+    peers.wait_for(lambda: qid not in r.queue_ids(), 15,
+                   "the bounced message to leave the queue")
+    time.sleep(1)
+    assert len(home.messages()) == 1, "more than one DSN"
+
+
+def test_no_dsn_for_null_sender(relay, sink, tmp_path):
+    dest = sink("127.0.0.24", free_port(host="127.0.0.24"), hard=("RCPT",))
+    home = sink("127.0.0.25", free_port(host="127.0.0.25"))
+    r = relay(*peers.delivery_lines(), routes(tmp_path, dest, home))
+    # A bounce someone else made, and a normal message after it: when the
+    # second one's DSN has arrived, the first one's would have too.
+    m1, _ = peers.make_message("mailer-daemon@news.test", "x@dest.test",
+                               "a bounce")
+    q1, = peers.submit(r, "", ["x@dest.test"], [m1])
+    r.wait_deliveries(1, timeout=30, status="bounced", queue_id=q1)
+    m2, _ = peers.make_message("news@news.test", "y@dest.test", "canary")
+    q2, = peers.submit(r, "news@news.test", ["y@dest.test"], [m2])
+    r.wait_deliveries(1, timeout=30, status="bounced", queue_id=q2)
+    home.wait_messages(1, timeout=30)
+    time.sleep(1)
+    got = home.messages()
+    assert len(got) == 1, "a DSN for a message from <>: %r" % got
+    assert "y@dest.test" in peers.parse_dsn(got[0].data)["recipients"][0][
+        "final-recipient"]
+
+
+def test_queue_lifetime_expires(relay, sink, tmp_path):
+    dest = sink("127.0.0.26", free_port(host="127.0.0.26"), soft=("RCPT",))
+    home = sink("127.0.0.27", free_port(host="127.0.0.27"))
+    r = relay(*peers.delivery_lines(backoff="1s"),
+              routes(tmp_path, dest, home),
+              "maximal_queue_lifetime = 2s")
+    m, mid = peers.make_message("news@news.test", "slow@dest.test",
+                                "too slow")
+    qid, = peers.submit(r, "news@news.test", ["slow@dest.test"], [m])
+    d = r.wait_deliveries(1, timeout=30, status="expired")[0]
+    assert d["queue_id"] == qid and d["recipient"] == "slow@dest.test"
+    dsn = home.wait_messages(1, timeout=30)[0]
+    assert dsn.sender == "" and dsn.rcpts == ["news@news.test"]
+    rep = peers.parse_dsn(dsn.data)
+    rc, = rep["recipients"]
+    assert "slow@dest.test" in rc["final-recipient"]
+    assert rc["action"].lower() == "failed", rc
+    assert mid in rep["headers"]
+    peers.wait_for(lambda: qid not in r.queue_ids(), 15,
+                   "the expired message to leave the queue")
