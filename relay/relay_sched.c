@@ -88,6 +88,10 @@ struct sched_dest {
 	char reason[512];
 	struct sched_conn *idle;
 	struct relay_tls_session *session;
+
+	/* destination_rate_limit: no job starts before next_send_ms. */
+	int64_t next_send_ms;
+	uv_timer_t *rate_timer;
 };
 
 enum conn_state { C_RESOLVE, C_OPEN, C_READY, C_BUSY, C_GONE };
@@ -657,6 +661,56 @@ static void sched_smtpc_ready_cb(void *arg, enum relay_smtpc_fail err,
 	sched_conn_try(k);
 }
 
+static void sched_rate_cb(uv_timer_t *h)
+{
+	sched_pump(h->data);
+}
+
+static void sched_rate_closed_cb(uv_handle_t *h)
+{
+	free(h);
+}
+
+/*
+ * sched_rate_ok - whether d may start a job now under
+ * destination_rate_limit; when not, its timer pumps d when it may.
+ */
+static bool sched_rate_ok(struct sched_dest *d)
+{
+	struct relay_sched *s = d->s;
+	int64_t now, wait;
+
+	if (s->c->destination_rate_limit <= 0)
+		return true;
+	now = sched_now();
+	if (now >= d->next_send_ms)
+		return true;
+	if (d->rate_timer == NULL) {
+		d->rate_timer = malloc(sizeof(*d->rate_timer));
+		if (d->rate_timer == NULL)
+			return true;
+		uv_timer_init(s->loop, d->rate_timer);
+		d->rate_timer->data = d;
+	}
+	wait = d->next_send_ms - now;
+	if (!uv_is_active((uv_handle_t *)d->rate_timer))
+		uv_timer_start(d->rate_timer, sched_rate_cb, (uint64_t)wait, 0);
+	return false;
+}
+
+/* sched_rate_spend - a job starts now: the next may start 1/rate later. */
+static void sched_rate_spend(struct sched_dest *d)
+{
+	int64_t rate = d->s->c->destination_rate_limit, now;
+
+	if (rate <= 0)
+		return;
+	now = sched_now();
+	if (d->next_send_ms < now)
+		d->next_send_ms = now;
+	d->next_send_ms += 1000 / rate > 0 ? 1000 / rate : 1;
+}
+
 /* sched_conn_take - a ready connection takes the next job or idles. */
 static void sched_conn_take(struct sched_conn *k)
 {
@@ -666,7 +720,7 @@ static void sched_conn_take(struct sched_conn *k)
 	size_t i;
 	int r;
 
-	if (d->s->stopping || d->suspended_until ||
+	if (d->s->stopping || d->suspended_until || !sched_rate_ok(d) ||
 	    (j = sched_dest_pop(d)) == NULL) {
 		if (d->s->stopping) {
 			sched_conn_gone(k);
@@ -691,6 +745,7 @@ static void sched_conn_take(struct sched_conn *k)
 	t.smtputf8 = (j->m->flags & QUEUE_F_SMTPUTF8) != 0;
 	k->st = C_BUSY;
 	k->job = j;
+	sched_rate_spend(d);
 	r = relay_smtpc_send(k->c, &t);
 	if (r < 0) {
 		k->job = NULL;
@@ -865,7 +920,7 @@ static void sched_pump(struct sched_dest *d)
 		if (d->window > d->limit)
 			d->window = d->limit;
 	}
-	while (d->njobs > 0 && d->idle) {
+	while (d->njobs > 0 && d->idle && sched_rate_ok(d)) {
 		struct sched_conn *k = d->idle;
 
 		d->idle = k->next;
@@ -1480,6 +1535,23 @@ static void sched_maybe_done(struct relay_sched *s)
 	done(s->done_arg);
 }
 
+/* sched_close_rate_timers - close every destination's rate timer. */
+static void sched_close_rate_timers(struct relay_sched *s)
+{
+	struct sched_dest *d;
+	size_t b;
+
+	for (b = 0; b < s->ndestbuckets; b++) {
+		for (d = s->dests[b]; d; d = d->hnext) {
+			if (d->rate_timer == NULL)
+				continue;
+			uv_close((uv_handle_t *)d->rate_timer,
+				 sched_rate_closed_cb);
+			d->rate_timer = NULL;
+		}
+	}
+}
+
 void relay_sched_shutdown(struct relay_sched *s, void (*done)(void *),
 			  void *arg)
 {
@@ -1500,6 +1572,7 @@ void relay_sched_shutdown(struct relay_sched *s, void (*done)(void *),
 	}
 	relay_dns_free(s->dns);
 	s->dns = NULL;
+	sched_close_rate_timers(s);
 	sched_maybe_done(s);
 }
 
