@@ -109,3 +109,34 @@ def test_queue_lifetime_expires(relay, sink, tmp_path):
     assert mid in rep["headers"]
     peers.wait_for(lambda: qid not in r.queue_ids(), 15,
                    "the expired message to leave the queue")
+
+
+def test_schedule_survives_restart(relay, sink, tmp_path):
+    """A deferred message keeps its attempt count and next attempt time
+    across a restart: it is not tried again before its time."""
+    dest = sink("127.0.0.26", free_port(host="127.0.0.26"), soft=("RCPT",))
+    home = sink("127.0.0.27", free_port(host="127.0.0.27"))
+    r = relay(*peers.delivery_lines(backoff="1h"),
+              routes(tmp_path, dest, home))
+    m, _ = peers.make_message("news@news.test", "a@dest.test", "later")
+    qid, = peers.submit(r, "news@news.test", ["a@dest.test"], [m])
+    r.wait_deliveries(1, timeout=30, status="deferred")
+
+    def state():
+        out = r.queue_ctl("show", qid).stdout
+        return dict(line.split(": ", 1) for line in out.split("\n\n")[0]
+                    .splitlines() if ": " in line)
+
+    peers.wait_for(lambda: state().get("attempts") == "1", 10,
+                   "the attempt to be recorded")
+    before = state()
+    assert before["state"] == "deferred", before
+    assert int(before["next_attempt_ms"]) > time.time() * 1000 + 3000e3
+
+    r.stop()
+    r.start()
+    time.sleep(2)
+    after = state()
+    assert after["attempts"] == "1", after
+    assert after["next_attempt_ms"] == before["next_attempt_ms"], after
+    assert len(r.deliveries()) == 1, "tried again before its time"
