@@ -16,6 +16,17 @@
  * Deferred messages wait in a binary heap ordered by next attempt; one
  * uv timer fires for the earliest. A heap entry is only a hint: when it
  * comes due the spool's index decides (held, gone, rescheduled).
+ *
+ * XXX: the message is read with queue_spool_read(), a synchronous pread
+ * on the loop thread; from the page cache that is cheap, but a cold
+ * spool on a slow disk stalls every session for the read.
+ *
+ * XXX: the DSN lists the recipients that failed in one attempt; a
+ * message whose recipients fail in different attempts gets one DSN per
+ * such attempt, not one in all.
+ *
+ * XXX: destinations are kept until exit; a relay that sends to millions
+ * of distinct domains over weeks holds one small struct for each.
  */
 #include "relay/relay_sched.h"
 
