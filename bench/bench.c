@@ -1,6 +1,6 @@
 /*
- * waxseal-bench - the benchmark harness: load generator (blast), and,
- * later, a sink and a scenario runner.
+ * waxseal-bench - the benchmark harness: load generator (blast),
+ * destination emulator (sink) and scenario runner (run).
  *
  * main only finds the subcommand in a table and hands it the rest of the
  * command line (argv[0] being the subcommand's name); each subcommand
@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "bench/bench_blast.h"
+#include "bench/bench_run.h"
+#include "bench/bench_sink.h"
 
 typedef int bench_main_fn(int argc, char **argv);
 
@@ -21,6 +23,8 @@ struct bench_cmd {
 
 static const struct bench_cmd bench_cmds[] = {
     {"blast", bench_blast_main, bench_blast_summary},
+    {"sink", bench_sink_main, bench_sink_summary},
+    {"run", bench_run_main, bench_run_summary},
 };
 
 /* bench_usage - list the subcommands. */
