@@ -454,6 +454,15 @@ static void smtpc_txn_reply(struct relay_smtpc *c)
 	case TX_DATA:
 		c->data_code = c->code;
 		c->data_reply = smtpc_dup_reply(c);
+		if (c->code != 354 && c->mail_code / 100 == 2) {
+			/* MAIL was taken but no message followed: end the
+			 * transaction before the connection is used again,
+			 * or the next MAIL would be a nested one. */
+			c->phase = TX_RSET;
+			smtpc_cmd(c, "RSET");
+			smtpc_wait(c, c->o.mail_timeout);
+			return;
+		}
 		if (c->code != 354) {
 			smtpc_txn_end(c, false, NULL);
 			return;
