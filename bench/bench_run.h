@@ -109,11 +109,12 @@
  * idle: the sink runs with --idle-exit 10 and the runner subtracts those
  * ten seconds from the time it exited.
  *
- * Comparing with Postfix + OpenDKIM: bench/postfix-opendkim.sh WORKDIR
- * SINKPORT... starts a private Postfix with OpenDKIM as milter and prints
- * its port; then `waxseal-bench run SCENARIO --target 127.0.0.1:PORT`
- * with the sinks placed where the script's transport_maps points (see the
- * script's header), and `bench/postfix-opendkim.sh WORKDIR stop`.
+ * Comparing with Postfix + OpenDKIM: bench/compare.sh runs a scenario
+ * through waxseal and through a private Postfix with OpenDKIM as milter
+ * (bench/postfix-opendkim.sh start WORKDIR RUNDIR prints its port; the
+ * run is then `waxseal-bench run SCENARIO --keep RUNDIR --sink-port P
+ * --target 127.0.0.1:PORT`, against the same sinks and keys), and prints
+ * one table; bench/postfix-opendkim.sh stop WORKDIR ends it.
  */
 #ifndef WAXSEAL_BENCH_RUN_H
 #define WAXSEAL_BENCH_RUN_H

@@ -30,13 +30,35 @@ usage() {
 [ $# -ge 2 ] || usage
 cmd=$1
 work=$2
+[ ! -d "$work" ] || work=$(cd "$work" && pwd)
+
+# gone PID TAG: wait up to 10 s for PID to exit after SIGTERM, then
+# SIGKILL it, but only while its command line and working directory still
+# mention TAG (this instance's files, never a reused pid). OpenDKIM takes
+# seconds to leave after SIGTERM while milter connections are open.
+gone() {
+	case "$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") $(readlink "/proc/$1/cwd" 2>/dev/null)" in
+	*"$2"*) ;;
+	*) return 0 ;;
+	esac
+	for _ in $(seq 100); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL "$1" 2>/dev/null || true
+}
 
 stop() {
+	local pid
 	if [ -f "$work/etc/main.cf" ]; then
-		postfix -c "$work/etc" stop 2>/dev/null || true
+		pid=$(cat "$work/queue/pid/master.pid" 2>/dev/null | tr -d ' ')
+		timeout 30 postfix -c "$work/etc" stop 2>/dev/null || true
+		[ -z "$pid" ] || gone "$pid" "$work/queue"
 	fi
 	if [ -f "$work/opendkim.pid" ]; then
-		kill "$(cat "$work/opendkim.pid")" 2>/dev/null || true
+		pid=$(cat "$work/opendkim.pid")
+		kill "$pid" 2>/dev/null || true
+		gone "$pid" "$work/opendkim.conf"
 		rm -f "$work/opendkim.pid"
 	fi
 }
@@ -76,14 +98,26 @@ command -v postfix >/dev/null || missing="$missing postfix"
 command -v opendkim >/dev/null || missing="$missing opendkim"
 command -v opendkim-testkey >/dev/null || missing="$missing opendkim-tools"
 if [ -n "$missing" ]; then
-	apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
+	# "No configuration": the package must not start a system Postfix
+	# listening on port 25 of every address.
+	echo 'postfix postfix/main_mailer_type select No configuration' |
+		debconf-set-selections 2>/dev/null || true
+	timeout 300 apt-get update -q
+	DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q $missing
 fi
 
 mkdir -p "$work/etc" "$work/queue" "$work/data"
 work=$(cd "$work" && pwd)
 chmod 755 "$work"
 chown postfix "$work/data"
+# Postfix's daemons run as postfix: every directory above WORKDIR must let
+# that user through (mktemp -d makes 0700 ones), or master dies at start.
+if command -v runuser >/dev/null &&
+	! runuser -u postfix -- test -x "$work/queue" 2>/dev/null; then
+	echo "postfix-opendkim.sh: user postfix cannot reach $work/queue;" \
+		"make the directories above it searchable (chmod o+x)" >&2
+	exit 1
+fi
 stop
 
 # Postfix's transport table from waxseal's.
@@ -150,9 +184,35 @@ scache    unix  - - n -    1 scache
 postlog   unix-dgram n - n - 1 postlogd
 CONF
 
+# OpenDKIM 2.11 signs with one SignatureAlgorithm for every key (rsa-sha256
+# by default; an Ed25519 key then fails with "EVP_PKEY_get1_RSA() failed"):
+# ed25519-sha256 when every key is Ed25519, and no run with both kinds.
+rsa=0 ed=0
+for key in $(sed -n 's/^[^#][^ ]* [^:]*:[^:]*:\(.*\)/\1/p' "$run/KeyTable"); do
+	case $(openssl pkey -in "$key" -noout -text_pub 2>/dev/null | head -1) in
+	*ED25519*) ed=$((ed + 1)) ;;
+	*) rsa=$((rsa + 1)) ;;
+	esac
+done
+if [ "$ed" -gt 0 ] && [ "$rsa" -gt 0 ]; then
+	echo "postfix-opendkim.sh: OpenDKIM 2.11 cannot sign with RSA and" \
+		"Ed25519 keys in one instance (one SignatureAlgorithm)" >&2
+	exit 1
+fi
+algorithm=rsa-sha256
+[ "$ed" = 0 ] || algorithm=ed25519-sha256
+
+# RequireSafeKeys is off: OpenDKIM refuses a key when any directory on
+# its path is writable by others, and bench work directories live under
+# /tmp or /var/tmp (mode 1777). With it on, every message got "key data is
+# not secure: /tmp can be read or written by other users", which the
+# filter turns into 451 4.7.1 at end of message. The keys are throwaway.
 cat >"$work/opendkim.conf" <<CONF
 # written by bench/postfix-opendkim.sh
-Syslog                  no
+Syslog                  yes
+LogWhy                  yes
+RequireSafeKeys         false
+SignatureAlgorithm      $algorithm
 Mode                    s
 Socket                  inet:$milter@127.0.0.1
 PidFile                 $work/opendkim.pid
@@ -164,6 +224,27 @@ MultipleSignatures      yes
 UMask                   002
 CONF
 
+# Before any daemon: OpenDKIM must sign a sample message from each
+# signing domain in test mode (exit 0), or every message would be deferred
+# with 451 4.7.1 and nothing said (its reasons go to syslog only, and many
+# containers have no /dev/log).
+for dom in $(sed -n 's/^[^#][^ ]* \([^:]*\):.*/\1/p' "$run/KeyTable" | sort -u); do
+	printf 'From: bench@%s\r\nTo: x@example0.test\r\nSubject: preflight\r\n\r\nhello\r\n' \
+		"$dom" >"$work/preflight.eml"
+	rc=0
+	timeout 20 opendkim -x "$work/opendkim.conf" -t "$work/preflight.eml" \
+		>"$work/preflight.log" 2>&1 || rc=$?
+	# Exit 0 does not mean signed: "no signature added: ..." exits 0 too.
+	grep -q '^DKIM-Signature:' "$work/preflight.log" || [ "$rc" != 0 ] || rc="0 but no signature"
+	if [ "$rc" != 0 ]; then
+		cat "$work/preflight.log" >&2
+		echo "postfix-opendkim.sh: opendkim -t failed (exit $rc) signing" \
+			"for $dom; its reason is in syslog (LogWhy yes)," \
+			"$work/preflight.log has the rest" >&2
+		exit 1
+	fi
+done
+
 # OpenDKIM first: Postfix's milter_default_action would defer otherwise.
 opendkim -x "$work/opendkim.conf" -f >"$work/opendkim.log" 2>&1 &
 echo $! >"$work/opendkim.pid"
@@ -173,7 +254,13 @@ for _ in $(seq 50); do
 done
 
 postfix -c "$work/etc" check
-postfix -c "$work/etc" start >"$work/postfix-start.log" 2>&1
+postfix -c "$work/etc" start >"$work/postfix-start.log" 2>&1 || {
+	echo "postfix-opendkim.sh: postfix start failed; see" \
+		"$work/maillog and $work/postfix-start.log" >&2
+	cat "$work/postfix-start.log" >&2
+	stop
+	exit 1
+}
 for _ in $(seq 100); do
 	(echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
 	sleep 0.1
