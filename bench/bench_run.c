@@ -1925,7 +1925,7 @@ static void bench_run_chart(const char *dir, const struct bench_run_opts *o,
 			r[i].e2e_per_s > 0 ? r[i].e2e_per_s : 0);
 	fclose(f);
 	if (bench_run_write(gp,
-			    "set terminal png size 800,500\n"
+			    "set terminal png size 800,500 noenhanced\n"
 			    "set output '%s'\n"
 			    "set title 'waxseal-bench run: sweep of %s'\n"
 			    "set xlabel '%s'\nset ylabel 'messages/s'\n"
