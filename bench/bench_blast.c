@@ -3,7 +3,8 @@
  * bench_blast.h for what it promises.
  *
  * A connection's life: DOWN -> CONNECTING -> GREETING -> EHLO -> READY
- * (transactions) -> QUIT -> DONE, with CLOSING between a close request
+ * (transactions) -> QUIT -> DONE; with --starttls, EHLO -> STARTTLS ->
+ * HANDSHAKE -> EHLO again before READY, with CLOSING between a close request
  * and libuv's close callback, after which the connection either waits in
  * DOWN for a reconnect timer or is DONE. The replies a connection still
  * waits for are kept, in order, in a small ring of expectations (RSET,
@@ -43,10 +44,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
 #include <uv.h>
 
 #include "bench/bench_blast.h"
@@ -54,6 +60,8 @@
 #include "bench/bench_stats.h"
 
 #define BENCH_BLAST_INBUF 8192
+/* Ciphertext moved per read or write under TLS. */
+#define BENCH_BLAST_TLSBUF 65536
 #define BENCH_BLAST_MAX_CONNECTIONS 20000
 #define BENCH_BLAST_MAX_RECIPIENTS 1000
 #define BENCH_BLAST_MAX_SIZE (10u * 1024 * 1024)
@@ -65,6 +73,12 @@
 /* How long transactions in flight may still finish after the limit. */
 #define BENCH_BLAST_GRACE_MS 2000
 #define BENCH_BLAST_421_DELAY_MS 100
+/* Most sizes one --size-dist may name, and the largest weight. */
+#define BENCH_BLAST_MAX_DIST 32
+#define BENCH_BLAST_MAX_WEIGHT 1000000
+/* Most files --messages-dir loads. */
+#define BENCH_BLAST_MAX_FILES 10000
+#define BENCH_BLAST_DEFAULT_SEED 1
 
 const char bench_blast_summary[] =
     "blast     send pipelined SMTP load to one server and report "
@@ -93,14 +107,33 @@ struct bench_blast_opts {
 	const char *ehlo;
 	int json;
 	int allow_remote;
+
+	/* --size-dist: ndist sizes, message i drawn with weight[i]. */
+	size_t dist_size[BENCH_BLAST_MAX_DIST];
+	uint64_t dist_weight[BENCH_BLAST_MAX_DIST];
+	unsigned ndist;
+	uint64_t dist_total;
+	uint64_t seed;
+
+	const char *messages_dir;
+	int starttls;
+};
+
+/* A message read from --messages-dir, ready for the wire. */
+struct bench_blast_file {
+	char *wire;	/* CRLF, dot-stuffed, ending in ".\r\n"; owned */
+	size_t len;	/* of wire */
+	size_t msg_len; /* the message itself: CRLF, unstuffed */
 };
 
 /* Connection states; BB_ stands for bench_blast. */
 enum bench_blast_cstate {
 	BB_DOWN,
 	BB_CONNECTING,
+	BB_HANDSHAKE, /* TLS after STARTTLS; no SMTP lines are parsed */
 	BB_GREETING,
 	BB_EHLO,
+	BB_STARTTLS,
 	BB_READY,
 	BB_QUIT,
 	BB_CLOSING,
@@ -140,6 +173,16 @@ struct bench_blast_conn {
 	char in[BENCH_BLAST_INBUF];
 	size_t ilen;
 	int caps_pipelining;
+	int caps_starttls;
+
+	/*
+	 * --starttls: from the 220 to STARTTLS until the close, ssl owns
+	 * two memory BIOs. Plaintext queued in out is encrypted at flush;
+	 * tout holds the ciphertext of the write in flight (wbusy), tin
+	 * what a read brought. Both live as long as the connection.
+	 */
+	SSL *ssl;
+	char *tin, *tout;
 
 	/* Ring of expected replies. */
 	uint8_t *xq;
@@ -156,13 +199,20 @@ struct bench_blast_conn {
 	/* The message whose final dot is out (dot_pending set). */
 	int dot_pending;
 	int dot_counts; /* 0 when DATA was ended with no recipient */
+	unsigned pick;	/* template or file of the transaction */
 	uint64_t t_dot;
 };
 
 struct bench_blast {
 	struct bench_blast_opts o;
 	uv_loop_t *loop;
-	struct bench_msg msg;
+	struct bench_msg *msgs; /* one template per size */
+	unsigned nmsgs;
+	struct bench_blast_file *files; /* --messages-dir, else NULL */
+	unsigned nfiles;
+	size_t max_len;	    /* longest body with its dot */
+	size_t typical_len; /* the first message's size, for the report */
+	uint64_t bodies, body_bytes;
 	size_t group_max;
 	struct bench_blast_conn *conns;
 	struct bench_blast_conn **idle;
@@ -181,11 +231,17 @@ struct bench_blast {
 	uint64_t prev_accepted;
 	unsigned ticks;
 	struct bench_stats lat;
+
+	SSL_CTX *tls_ctx;	 /* --starttls */
+	const char *tls_version; /* of the last handshake; static */
+	int no_starttls;	 /* the target did not offer it */
 };
 
 static void bench_blast_next(struct bench_blast_conn *c);
 static void bench_blast_close(struct bench_blast_conn *c, int reconnect_ms);
 static void bench_blast_connect(struct bench_blast_conn *c);
+static void bench_blast_stop(struct bench_blast *bb);
+static int bench_blast_backoff(unsigned n);
 
 /* bench_blast_usage - print the subcommand's help. */
 static void bench_blast_usage(FILE *f)
@@ -210,6 +266,14 @@ static void bench_blast_usage(FILE *f)
 		"3600); what is in\n"
 		"                         flight then gets 2 s to finish\n"
 		"  --size BYTES           message size (default 2048)\n"
+		"  --size-dist SPEC       sizes drawn by weight, "
+		"BYTES:WEIGHT,...\n"
+		"                         (e.g. 2048:70,20480:25,102400:5)\n"
+		"  --seed N               seed of the size draw (default 1)\n"
+		"  --messages-dir DIR     send the files in DIR, each a "
+		"whole message,\n"
+		"                         in turn, instead of the "
+		"newsletter\n"
 		"  --recipients N         recipients per message (default 1)\n"
 		"  --rcpt-domains N       spread recipients over "
 		"example0.test.. (default 1)\n"
@@ -226,6 +290,9 @@ static void bench_blast_usage(FILE *f)
 		"rate\n"
 		"                         (default: closed loop, as fast as "
 		"replies come)\n"
+		"  --starttls             TLS after EHLO, no certificate "
+		"check; fail if\n"
+		"                         the server does not offer it\n"
 		"  --ehlo NAME            EHLO name (default "
 		"blast.waxseal.test)\n"
 		"  --json                 print the report as JSON\n"
@@ -304,6 +371,51 @@ static int bench_blast_parse_target(const char *s, struct sockaddr_storage *out)
 	return 0;
 }
 
+/*
+ * bench_blast_parse_dist - parse --size-dist, a comma list of
+ * BYTES:WEIGHT, into o->dist_*.
+ */
+static int bench_blast_parse_dist(struct bench_blast_opts *o, const char *s)
+{
+	char item[64];
+	uint64_t size, weight;
+	int err;
+
+	o->ndist = 0;
+	o->dist_total = 0;
+	while (*s) {
+		size_t n = strcspn(s, ",");
+		char *colon;
+
+		if (n == 0 || n >= sizeof(item) ||
+		    o->ndist == BENCH_BLAST_MAX_DIST)
+			return -EINVAL;
+		memcpy(item, s, n);
+		item[n] = '\0';
+		s += n;
+		if (*s == ',' && !*++s)
+			return -EINVAL;
+
+		colon = strchr(item, ':');
+		if (!colon)
+			return -EINVAL;
+		*colon = '\0';
+		err =
+		    bench_blast_parse_u64(item, 1, BENCH_BLAST_MAX_SIZE, &size);
+		if (err)
+			return err;
+		err = bench_blast_parse_u64(colon + 1, 1,
+					    BENCH_BLAST_MAX_WEIGHT, &weight);
+		if (err)
+			return err;
+		o->dist_size[o->ndist] = (size_t)size;
+		o->dist_weight[o->ndist] = weight;
+		o->dist_total += weight;
+		o->ndist++;
+	}
+	return o->ndist ? 0 : -EINVAL;
+}
+
 /* bench_blast_getopt - fill the options from the command line. */
 static int bench_blast_getopt(struct bench_blast_opts *o, int argc, char **argv)
 {
@@ -323,6 +435,10 @@ static int bench_blast_getopt(struct bench_blast_opts *o, int argc, char **argv)
 		OPT_JSON,
 		OPT_ALLOW_REMOTE,
 		OPT_HELP,
+		OPT_SIZE_DIST,
+		OPT_SEED,
+		OPT_MESSAGES_DIR,
+		OPT_STARTTLS,
 	};
 	static const struct option longopts[] = {
 	    {"target", required_argument, NULL, OPT_TARGET},
@@ -340,9 +456,13 @@ static int bench_blast_getopt(struct bench_blast_opts *o, int argc, char **argv)
 	    {"json", no_argument, NULL, OPT_JSON},
 	    {"allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE},
 	    {"help", no_argument, NULL, OPT_HELP},
+	    {"size-dist", required_argument, NULL, OPT_SIZE_DIST},
+	    {"seed", required_argument, NULL, OPT_SEED},
+	    {"messages-dir", required_argument, NULL, OPT_MESSAGES_DIR},
+	    {"starttls", no_argument, NULL, OPT_STARTTLS},
 	    {NULL, 0, NULL, 0},
 	};
-	int have_messages = 0, have_duration = 0, ch, err;
+	int have_messages = 0, have_duration = 0, ch, err, idx;
 	uint64_t v;
 	char *end;
 
@@ -356,10 +476,11 @@ static int bench_blast_getopt(struct bench_blast_opts *o, int argc, char **argv)
 	    .sender_domains = 1,
 	    .pipe = BENCH_BLAST_PIPE_GROUPED,
 	    .ehlo = "blast.waxseal.test",
+	    .seed = BENCH_BLAST_DEFAULT_SEED,
 	};
 
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
 		err = 0;
 		switch (ch) {
 		case OPT_TARGET:
@@ -423,6 +544,19 @@ static int bench_blast_getopt(struct bench_blast_opts *o, int argc, char **argv)
 			    strlen(optarg) > 255)
 				err = -EINVAL;
 			break;
+		case OPT_SIZE_DIST:
+			err = bench_blast_parse_dist(o, optarg);
+			break;
+		case OPT_SEED:
+			err = bench_blast_parse_u64(optarg, 0, UINT64_MAX,
+						    &o->seed);
+			break;
+		case OPT_MESSAGES_DIR:
+			o->messages_dir = optarg;
+			break;
+		case OPT_STARTTLS:
+			o->starttls = 1;
+			break;
 		case OPT_JSON:
 			o->json = 1;
 			break;
@@ -437,10 +571,11 @@ static int bench_blast_getopt(struct bench_blast_opts *o, int argc, char **argv)
 			return -EINVAL;
 		}
 		if (err) {
+			/* Name the option, given as --opt=V or --opt V. */
 			fprintf(stderr,
 				"waxseal-bench blast: bad value for "
-				"%s: %s\n",
-				argv[optind - 1], optarg ? optarg : "");
+				"--%s: %s\n",
+				longopts[idx].name, optarg ? optarg : "");
 			return err;
 		}
 	}
@@ -460,6 +595,11 @@ static int bench_blast_getopt(struct bench_blast_opts *o, int argc, char **argv)
 	}
 	if (!have_messages)
 		o->messages = BENCH_BLAST_MAX_MESSAGES;
+	if (o->messages_dir && o->ndist) {
+		fprintf(stderr, "waxseal-bench blast: --messages-dir and "
+				"--size-dist exclude each other\n");
+		return -EINVAL;
+	}
 
 	if (bench_blast_parse_target(o->target, &o->addr)) {
 		fprintf(stderr,
@@ -535,6 +675,70 @@ static int bench_blast_append(struct bench_blast_conn *c, const char *p,
 	return 0;
 }
 
+static int bench_blast_tls_send(struct bench_blast_conn *c);
+
+/* bench_blast_tls_write_cb - a write of ciphertext is done. */
+static void bench_blast_tls_write_cb(uv_write_t *req, int status)
+{
+	struct bench_blast_conn *c = req->data;
+
+	c->wbusy = 0;
+	if (c->state == BB_CLOSING || c->state == BB_DONE ||
+	    c->state == BB_DOWN)
+		return;
+	if (status < 0) {
+		c->bb->conn_errors++;
+		bench_blast_close(c, 10);
+		return;
+	}
+	bench_blast_tls_send(c);
+}
+
+/*
+ * bench_blast_tls_send - write what the TLS engine has ready, one
+ * BENCH_BLAST_TLSBUF at a time; the rest waits in its memory BIO for the
+ * write callback.
+ */
+static int bench_blast_tls_send(struct bench_blast_conn *c)
+{
+	uv_buf_t buf;
+	int n, err;
+
+	if (c->wbusy)
+		return 0;
+	n = BIO_read(SSL_get_wbio(c->ssl), c->tout, BENCH_BLAST_TLSBUF);
+	if (n <= 0)
+		return 0;
+
+	/* uv_write, not try_write: the BIO already let go of the bytes. */
+	buf = uv_buf_init(c->tout, (unsigned)n);
+	c->write.data = c;
+	err = uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1,
+		       bench_blast_tls_write_cb);
+	if (err) {
+		c->bb->conn_errors++;
+		bench_blast_close(c, 10);
+		return err;
+	}
+	c->wbusy = 1;
+	return 0;
+}
+
+/* bench_blast_tls_flush - encrypt what is queued and send it. */
+static int bench_blast_tls_flush(struct bench_blast_conn *c)
+{
+	/* A memory BIO grows as needed, so SSL_write takes it all. */
+	if (c->olen > 0) {
+		if (SSL_write(c->ssl, c->out, (int)c->olen) != (int)c->olen) {
+			c->bb->protocol_errors++;
+			bench_blast_close(c, 10);
+			return -EPROTO;
+		}
+		c->olen = 0;
+	}
+	return bench_blast_tls_send(c);
+}
+
 /* bench_blast_write_cb - a write that the kernel did not take at once. */
 static void bench_blast_write_cb(uv_write_t *req, int status)
 {
@@ -548,6 +752,13 @@ static void bench_blast_write_cb(uv_write_t *req, int status)
 	if (status < 0) {
 		c->bb->conn_errors++;
 		bench_blast_close(c, 10);
+		return;
+	}
+
+	/* The STARTTLS went out; what follows is the TLS handshake. */
+	if (c->ssl) {
+		c->olen = c->winflight = 0;
+		bench_blast_tls_send(c);
 		return;
 	}
 
@@ -579,6 +790,8 @@ static int bench_blast_flush(struct bench_blast_conn *c)
 	uv_buf_t buf;
 	int n, err;
 
+	if (c->ssl)
+		return bench_blast_tls_flush(c);
 	if (c->wbusy || c->olen == 0)
 		return 0;
 
@@ -673,6 +886,41 @@ static int bench_blast_put_group(struct bench_blast_conn *c)
 	return bench_blast_put_cmd(c, BB_X_DATA, "DATA\r\n%s", "");
 }
 
+/* bench_blast_mix - scramble a number (splitmix64's finaliser). */
+static uint64_t bench_blast_mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/*
+ * bench_blast_pick - which template or file message seq sends. The draw
+ * depends on the seed and seq alone, so a run repeats whatever order the
+ * connections start their transactions in.
+ */
+static unsigned bench_blast_pick(const struct bench_blast *bb, uint64_t seq)
+{
+	const struct bench_blast_opts *o = &bb->o;
+	uint64_t r;
+	unsigned i;
+
+	if (bb->files)
+		return (unsigned)(seq % bb->nfiles);
+	if (bb->nmsgs < 2)
+		return 0;
+
+	/* The modulo bias is below 1e-12 for weights under 1e6 each. */
+	r = bench_blast_mix(o->seed ^ bench_blast_mix(seq)) % o->dist_total;
+	for (i = 0; i + 1 < bb->nmsgs; i++) {
+		if (r < o->dist_weight[i])
+			return i;
+		r -= o->dist_weight[i];
+	}
+	return i;
+}
+
 /* bench_blast_start_txn - begin the next message on a connection. */
 static int bench_blast_start_txn(struct bench_blast_conn *c)
 {
@@ -684,6 +932,7 @@ static int bench_blast_start_txn(struct bench_blast_conn *c)
 	c->vars.rcpt = seq * bb->o.recipients;
 	c->vars.domain = (unsigned)(c->vars.rcpt % bb->o.rcpt_domains);
 	c->vars.sender = (unsigned)(seq % bb->o.sender_domains);
+	c->pick = bench_blast_pick(bb, seq);
 	c->rcpt_sent = 0;
 	c->rcpt_ok = 0;
 	c->mail_ok = 0;
@@ -760,6 +1009,27 @@ static void bench_blast_on_rcpt(struct bench_blast_conn *c, int code)
 	}
 }
 
+/* bench_blast_put_body - queue the transaction's message and its dot. */
+static void bench_blast_put_body(struct bench_blast_conn *c)
+{
+	struct bench_blast *bb = c->bb;
+
+	if (bb->files) {
+		const struct bench_blast_file *f = &bb->files[c->pick];
+
+		memcpy(c->out + c->olen, f->wire, f->len);
+		c->olen += f->len;
+		bb->body_bytes += f->msg_len;
+	} else {
+		size_t n = bench_msg_render(&bb->msgs[c->pick], &c->vars,
+					    c->out + c->olen);
+
+		c->olen += n;
+		bb->body_bytes += n - 3;
+	}
+	bb->bodies++;
+}
+
 /* bench_blast_on_data - DATA reply: send the body or give up. */
 static void bench_blast_on_data(struct bench_blast_conn *c, int code)
 {
@@ -776,15 +1046,14 @@ static void bench_blast_on_data(struct bench_blast_conn *c, int code)
 	 * A 354 with no recipient taken (RFC 2920 section 3.1 lets a
 	 * server do that): end DATA at once; the transaction has failed.
 	 */
-	if (c->olen + bb->msg.max_len > c->ocap) {
+	if (c->olen + bb->max_len > c->ocap) {
 		bb->protocol_errors++;
 		bench_blast_close(c, 10);
 		return;
 	}
 	bench_blast_expect(c, BB_X_DOT);
 	if (c->mail_ok && c->rcpt_ok) {
-		c->olen +=
-		    bench_msg_render(&bb->msg, &c->vars, c->out + c->olen);
+		bench_blast_put_body(c);
 		c->dot_counts = 1;
 	} else {
 		bench_blast_append(c, ".\r\n", 3);
@@ -873,19 +1142,98 @@ static void bench_blast_on_session(struct bench_blast_conn *c, int code)
 		bench_blast_close(c, BENCH_BLAST_421_DELAY_MS);
 }
 
+/* bench_blast_ehlo - send EHLO and forget the previous capabilities. */
+static void bench_blast_ehlo(struct bench_blast_conn *c)
+{
+	char ehlo[300];
+	int n;
+
+	n = snprintf(ehlo, sizeof(ehlo), "EHLO %s\r\n", c->bb->o.ehlo);
+	c->state = BB_EHLO;
+	c->caps_pipelining = 0;
+	c->caps_starttls = 0;
+	if (bench_blast_append(c, ehlo, (size_t)n) == 0)
+		bench_blast_flush(c);
+}
+
+/* bench_blast_ehlo_kw - whether an EHLO line announces keyword kw. */
+static int bench_blast_ehlo_kw(const char *text, size_t len, const char *kw)
+{
+	size_t n = strlen(kw);
+
+	return len >= 4 + n && !strncasecmp(text + 4, kw, n) &&
+	       (len == 4 + n || !isalnum((unsigned char)text[4 + n]));
+}
+
+/*
+ * bench_blast_no_tls - --starttls and the server will not: stop the run
+ * rather than measure plaintext under a TLS label.
+ */
+static void bench_blast_no_tls(struct bench_blast_conn *c, int code)
+{
+	struct bench_blast *bb = c->bb;
+
+	if (!bb->no_starttls) {
+		bb->no_starttls = 1;
+		if (code)
+			fprintf(stderr,
+				"waxseal-bench blast: %s refused STARTTLS "
+				"with %d\n",
+				bb->o.target, code);
+		else
+			fprintf(stderr,
+				"waxseal-bench blast: %s does not offer "
+				"STARTTLS; not running in plaintext\n",
+				bb->o.target);
+	}
+	bench_blast_close(c, -1);
+	bench_blast_stop(bb);
+}
+
+/*
+ * bench_blast_tls_start - the server said 220 to STARTTLS: begin the
+ * handshake. Whatever followed the 220 in the same read is dropped
+ * (RFC 3207 section 4.2: nothing from before TLS may count after it).
+ */
+static void bench_blast_tls_start(struct bench_blast_conn *c)
+{
+	BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
+	int r;
+
+	c->ssl = SSL_new(c->bb->tls_ctx);
+	if (!c->ssl || !rbio || !wbio) {
+		BIO_free(rbio);
+		BIO_free(wbio);
+		c->bb->protocol_errors++;
+		bench_blast_close(c, 100);
+		return;
+	}
+	SSL_set_bio(c->ssl, rbio, wbio);
+	SSL_set_connect_state(c->ssl);
+	c->state = BB_HANDSHAKE;
+	c->ilen = 0;
+
+	/* Produces the ClientHello, then wants the server's answer. */
+	r = SSL_do_handshake(c->ssl);
+	if (r != 1 && SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
+		c->bb->protocol_errors++;
+		bench_blast_close(c, 100);
+		return;
+	}
+	bench_blast_tls_send(c);
+}
+
 /* bench_blast_on_line - one reply line; code is its three digits. */
 static void bench_blast_on_line(struct bench_blast_conn *c, int code,
 				const char *text, size_t len, int last)
 {
 	struct bench_blast *bb = c->bb;
-	char ehlo[300];
-	int n;
 
-	/* EHLO keywords are on every line; remember PIPELINING. */
-	if (c->state == BB_EHLO && len >= 14 &&
-	    !strncasecmp(text + 4, "PIPELINING", 10) &&
-	    (len == 14 || !isalnum((unsigned char)text[14])))
+	/* EHLO keywords are on every line. */
+	if (c->state == BB_EHLO && bench_blast_ehlo_kw(text, len, "PIPELINING"))
 		c->caps_pipelining = 1;
+	if (c->state == BB_EHLO && bench_blast_ehlo_kw(text, len, "STARTTLS"))
+		c->caps_starttls = 1;
 	if (!last)
 		return;
 	bb->replies[code / 100]++;
@@ -897,11 +1245,7 @@ static void bench_blast_on_line(struct bench_blast_conn *c, int code,
 			bench_blast_close(c, bench_blast_backoff(c->failures));
 			return;
 		}
-		n = snprintf(ehlo, sizeof(ehlo), "EHLO %s\r\n", bb->o.ehlo);
-		c->state = BB_EHLO;
-		c->caps_pipelining = 0;
-		if (bench_blast_append(c, ehlo, (size_t)n) == 0)
-			bench_blast_flush(c);
+		bench_blast_ehlo(c);
 		return;
 
 	case BB_EHLO:
@@ -911,10 +1255,28 @@ static void bench_blast_on_line(struct bench_blast_conn *c, int code,
 			bench_blast_close(c, bench_blast_backoff(c->failures));
 			return;
 		}
+		if (bb->o.starttls && !c->ssl) {
+			if (!c->caps_starttls) {
+				bench_blast_no_tls(c, 0);
+				return;
+			}
+			c->state = BB_STARTTLS;
+			if (bench_blast_append(c, "STARTTLS\r\n", 10) == 0)
+				bench_blast_flush(c);
+			return;
+		}
 		c->pipe =
 		    c->caps_pipelining ? bb->o.pipe : BENCH_BLAST_PIPE_NONE;
 		c->state = BB_READY;
 		bench_blast_next(c);
+		return;
+
+	case BB_STARTTLS:
+		if (code != 220) {
+			bench_blast_no_tls(c, code);
+			return;
+		}
+		bench_blast_tls_start(c);
 		return;
 
 	case BB_READY:
@@ -972,8 +1334,93 @@ static void bench_blast_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	struct bench_blast_conn *c = h->data;
 	(void)hint;
 
+	if (c->ssl) {
+		*buf = uv_buf_init(c->tin, BENCH_BLAST_TLSBUF);
+		return;
+	}
 	*buf = uv_buf_init(c->in + c->ilen,
 			   (unsigned)(BENCH_BLAST_INBUF - c->ilen));
+}
+
+/* bench_blast_read_end - the connection ended or failed (nread < 0). */
+static void bench_blast_read_end(struct bench_blast_conn *c, ssize_t nread)
+{
+	/* After QUIT the server closing is the normal end. */
+	if (c->state == BB_QUIT) {
+		bench_blast_close(c, -1);
+		return;
+	}
+	if (nread == UV_ENOBUFS)
+		c->bb->protocol_errors++;
+	else
+		c->bb->conn_errors++;
+	c->failures++;
+	bench_blast_close(c, bench_blast_backoff(c->failures));
+}
+
+/* bench_blast_tls_up - the handshake is done: EHLO again, over TLS. */
+static void bench_blast_tls_up(struct bench_blast_conn *c)
+{
+	c->bb->tls_version = SSL_get_version(c->ssl);
+	bench_blast_ehlo(c);
+}
+
+/*
+ * bench_blast_tls_read - n bytes of ciphertext are in tin: hand them to
+ * the engine, finish the handshake or decrypt replies and parse them.
+ */
+static void bench_blast_tls_read(struct bench_blast_conn *c, size_t n)
+{
+	int r, e;
+
+	if (BIO_write(SSL_get_rbio(c->ssl), c->tin, (int)n) != (int)n) {
+		bench_blast_read_end(c, UV_ENOBUFS);
+		return;
+	}
+	if (c->state == BB_HANDSHAKE) {
+		r = SSL_do_handshake(c->ssl);
+		if (r != 1) {
+			e = SSL_get_error(c->ssl, r);
+			if (e != SSL_ERROR_WANT_READ) {
+				c->bb->protocol_errors++;
+				c->failures++;
+				bench_blast_close(
+				    c, bench_blast_backoff(c->failures));
+				return;
+			}
+			bench_blast_tls_send(c);
+			return;
+		}
+		bench_blast_tls_up(c);
+		if (c->state != BB_EHLO)
+			return;
+	}
+
+	/* Decrypt while there is room; parse may close the connection. */
+	for (;;) {
+		if (c->ilen == BENCH_BLAST_INBUF) {
+			bench_blast_read_end(c, UV_ENOBUFS);
+			return;
+		}
+		r = SSL_read(c->ssl, c->in + c->ilen,
+			     (int)(BENCH_BLAST_INBUF - c->ilen));
+		if (r <= 0)
+			break;
+		c->ilen += (size_t)r;
+		bench_blast_parse(c);
+		if (!c->ssl || c->state < BB_GREETING || c->state > BB_QUIT)
+			return;
+	}
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_ZERO_RETURN) {
+		bench_blast_read_end(c, UV_EOF);
+		return;
+	}
+	if (e != SSL_ERROR_WANT_READ) {
+		bench_blast_read_end(c, UV_EPROTO);
+		return;
+	}
+	bench_blast_tls_send(c);
 }
 
 /* bench_blast_read_cb - replies arrived, or the connection ended. */
@@ -985,18 +1432,12 @@ static void bench_blast_read_cb(uv_stream_t *s, ssize_t nread,
 
 	if (nread == 0)
 		return;
+	if (nread > 0 && c->ssl) {
+		bench_blast_tls_read(c, (size_t)nread);
+		return;
+	}
 	if (nread < 0) {
-		/* After QUIT the server closing is the normal end. */
-		if (c->state == BB_QUIT) {
-			bench_blast_close(c, -1);
-			return;
-		}
-		if (nread == UV_ENOBUFS)
-			c->bb->protocol_errors++;
-		else
-			c->bb->conn_errors++;
-		c->failures++;
-		bench_blast_close(c, bench_blast_backoff(c->failures));
+		bench_blast_read_end(c, nread);
 		return;
 	}
 	c->ilen += (size_t)nread;
@@ -1124,6 +1565,11 @@ static void bench_blast_close(struct bench_blast_conn *c, int reconnect_ms)
 	c->ilen = 0;
 	c->olen = 0;
 	bench_blast_unidle(c);
+
+	if (c->ssl) {
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
 
 	c->reconnect_ms = reconnect_ms;
 	c->state = BB_CLOSING;
@@ -1271,6 +1717,12 @@ static void bench_blast_progress_cb(uv_timer_t *t)
 		bb->tty ? "   " : "\n");
 }
 
+/* bench_blast_mean_size - mean size of the message bodies sent. */
+static double bench_blast_mean_size(const struct bench_blast *bb)
+{
+	return bb->bodies ? (double)bb->body_bytes / (double)bb->bodies : 0.0;
+}
+
 /* bench_blast_json - the report as one JSON object. */
 static void bench_blast_json(const struct bench_blast *bb, double elapsed)
 {
@@ -1282,7 +1734,7 @@ static void bench_blast_json(const struct bench_blast *bb, double elapsed)
 	       "\"rate\": %.1f, \"message_bytes\": %zu, "
 	       "\"recipients_per_message\": %u,\n",
 	       o->target, o->connections, bench_blast_pipe_names[o->pipe],
-	       o->rate, bb->msg.typical_len, o->recipients);
+	       o->rate, bb->typical_len, o->recipients);
 	printf(" \"messages\": {\"attempted\": %" PRIu64
 	       ", \"accepted\": %" PRIu64 ", \"deferred\": %" PRIu64
 	       ", \"rejected\": %" PRIu64 ", \"failed\": %" PRIu64 "},\n",
@@ -1303,6 +1755,12 @@ static void bench_blast_json(const struct bench_blast *bb, double elapsed)
 	       ", \"connects\": %" PRIu64 "},\n",
 	       bb->connect_failures, bb->conn_errors, bb->protocol_errors,
 	       bb->reconnects, bb->connects);
+	printf(" \"bytes_sent\": %" PRIu64 ", \"mean_message_bytes\": %.1f, "
+	       "\"seed\": %" PRIu64 ", \"tls\": %s%s%s,\n",
+	       bb->body_bytes, bench_blast_mean_size(bb), o->seed,
+	       bb->tls_version ? "\"" : "",
+	       bb->tls_version ? bb->tls_version : "null",
+	       bb->tls_version ? "\"" : "");
 	printf(" \"elapsed_s\": %.6f, \"accepted_per_s\": %.1f, "
 	       "\"open_loop_max_backlog\": %" PRIu64 ",\n",
 	       elapsed, elapsed > 0 ? (double)bb->accepted / elapsed : 0.0,
@@ -1326,7 +1784,7 @@ static void bench_blast_text(const struct bench_blast *bb, double elapsed)
 	printf("target      %s, %u connections, pipelining %s, %zu-byte "
 	       "messages, %u recipient(s)",
 	       o->target, o->connections, bench_blast_pipe_names[o->pipe],
-	       bb->msg.typical_len, o->recipients);
+	       bb->typical_len, o->recipients);
 	if (o->rate > 0)
 		printf(", open loop at %.0f msgs/s", o->rate);
 	printf("\nmessages    attempted %" PRIu64 "  accepted %" PRIu64
@@ -1343,6 +1801,12 @@ static void bench_blast_text(const struct bench_blast *bb, double elapsed)
 	       "  protocol %" PRIu64 "  reconnects %" PRIu64 "\n",
 	       bb->connect_failures, bb->conn_errors, bb->protocol_errors,
 	       bb->reconnects);
+	if (o->starttls)
+		printf("tls         %s, no certificate check\n",
+		       bb->tls_version ? bb->tls_version : "none");
+	printf("bytes       %" PRIu64 " sent in %" PRIu64 " messages, "
+	       "mean %.1f bytes\n",
+	       bb->body_bytes, bb->bodies, bench_blast_mean_size(bb));
 	printf("elapsed     %.3f s  accepted %.1f msgs/s\n", elapsed,
 	       elapsed > 0 ? (double)bb->accepted / elapsed : 0.0);
 	printf("latency     end of DATA to reply, %" PRIu64 " samples: "
@@ -1366,6 +1830,207 @@ static void bench_blast_nofile(unsigned connections)
 	setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/*
+ * bench_blast_wire - turn a message read from a file into what DATA
+ * sends: LF or CRLF line ends made CRLF, lines starting with a dot
+ * doubled (RFC 5321 section 4.5.2), a missing last line end added, and
+ * the ".\r\n" that ends DATA. Returns 0 or -ENOMEM.
+ */
+static int bench_blast_wire(struct bench_blast_file *f, const char *p, size_t n)
+{
+	size_t i = 0, o = 0;
+	char *w;
+
+	/* Each byte grows to at most 3 (".\n" -> "..\r\n"), plus 5. */
+	w = malloc(3 * n + 5);
+	if (!w)
+		return -ENOMEM;
+	while (i < n) {
+		const char *nl = memchr(p + i, '\n', n - i);
+		size_t end = nl ? (size_t)(nl - p) : n;
+		size_t len = end - i;
+
+		if (len > 0 && p[i + len - 1] == '\r')
+			len--;
+		if (len > 0 && p[i] == '.')
+			w[o++] = '.';
+		memcpy(w + o, p + i, len);
+		o += len;
+		w[o++] = '\r';
+		w[o++] = '\n';
+		f->msg_len += len + 2;
+		i = nl ? end + 1 : n;
+	}
+	memcpy(w + o, ".\r\n", 3);
+	f->wire = w;
+	f->len = o + 3;
+	return 0;
+}
+
+/* bench_blast_read_file - read one regular file of at most max bytes. */
+static int bench_blast_read_file(int dfd, const char *name, char **out,
+				 size_t *outlen)
+{
+	struct stat st;
+	size_t got = 0;
+	char *p = NULL;
+	int fd, err;
+
+	fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st)) {
+		err = -errno;
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		err = -EISDIR;
+		goto fail;
+	}
+	if (st.st_size > (off_t)BENCH_BLAST_MAX_SIZE) {
+		err = -EFBIG;
+		goto fail;
+	}
+	p = malloc((size_t)st.st_size + 1);
+	if (!p) {
+		err = -ENOMEM;
+		goto fail;
+	}
+
+	/* Read what fstat promised; a file that grows meanwhile is cut. */
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, p + got, (size_t)st.st_size - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err = -errno;
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	*out = p;
+	*outlen = got;
+	return 0;
+
+fail:
+	free(p);
+	close(fd);
+	return err;
+}
+
+/* bench_blast_file_filter - scandir filter: skip dot files. */
+static int bench_blast_file_filter(const struct dirent *d)
+{
+	return d->d_name[0] != '.';
+}
+
+/*
+ * bench_blast_load_dir - read every regular file of --messages-dir, in
+ * name order, into bb->files. Prints what went wrong; returns 0 or a
+ * negative errno (-ENOENT for a directory with no message in it).
+ */
+static int bench_blast_load_dir(struct bench_blast *bb)
+{
+	const char *dir = bb->o.messages_dir;
+	struct dirent **names = NULL;
+	int n, i, dfd, err = 0;
+
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		err = -errno;
+		fprintf(stderr, "waxseal-bench blast: cannot read %s: %s\n",
+			dir, strerror(-err));
+		return err;
+	}
+	n = scandir(dir, &names, bench_blast_file_filter, alphasort);
+	if (n < 0) {
+		err = -errno;
+		fprintf(stderr, "waxseal-bench blast: cannot read %s: %s\n",
+			dir, strerror(-err));
+		close(dfd);
+		return err;
+	}
+	bb->files = calloc((size_t)n + 1, sizeof(*bb->files));
+	if (!bb->files)
+		err = -ENOMEM;
+
+	for (i = 0; i < n && !err; i++) {
+		struct bench_blast_file *f = &bb->files[bb->nfiles];
+		char *p = NULL;
+		size_t len = 0;
+
+		err = bench_blast_read_file(dfd, names[i]->d_name, &p, &len);
+		if (err == -EISDIR || err == -ELOOP) {
+			/* Not a regular file (ELOOP: a symlink): skip it. */
+			err = 0;
+			continue;
+		}
+		if (err) {
+			fprintf(stderr, "waxseal-bench blast: %s/%s: %s%s\n",
+				dir, names[i]->d_name, strerror(-err),
+				err == -EFBIG ? " (more than 10 MB)" : "");
+			break;
+		}
+		err = bench_blast_wire(f, p, len);
+		free(p);
+		if (!err && ++bb->nfiles == BENCH_BLAST_MAX_FILES)
+			break;
+	}
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	close(dfd);
+
+	if (!err && bb->nfiles == 0) {
+		fprintf(stderr,
+			"waxseal-bench blast: %s holds no message file\n", dir);
+		err = -ENOENT;
+	}
+	return err;
+}
+
+/*
+ * bench_blast_messages - prepare what the run sends: the files of
+ * --messages-dir, one template per --size-dist size, or one of --size.
+ */
+static int bench_blast_messages(struct bench_blast *bb)
+{
+	const struct bench_blast_opts *o = &bb->o;
+	unsigned i;
+	int err;
+
+	if (o->messages_dir) {
+		err = bench_blast_load_dir(bb);
+		if (err)
+			return err;
+		for (i = 0; i < bb->nfiles; i++)
+			if (bb->files[i].len > bb->max_len)
+				bb->max_len = bb->files[i].len;
+		bb->typical_len = bb->files[0].msg_len;
+		return 0;
+	}
+
+	bb->nmsgs = o->ndist ? o->ndist : 1;
+	bb->msgs = calloc(bb->nmsgs, sizeof(*bb->msgs));
+	if (!bb->msgs)
+		return -ENOMEM;
+	for (i = 0; i < bb->nmsgs; i++) {
+		size_t size = o->ndist ? o->dist_size[i] : o->size;
+
+		err = bench_msg_init(&bb->msgs[i], size, uv_hrtime());
+		if (err)
+			return err;
+		if (bb->msgs[i].max_len > bb->max_len)
+			bb->max_len = bb->msgs[i].max_len;
+	}
+	bb->typical_len = bb->msgs[0].typical_len;
+	return 0;
+}
+
 /* bench_blast_setup - allocate everything a run needs, once. */
 static int bench_blast_setup(struct bench_blast *bb)
 {
@@ -1373,12 +2038,19 @@ static int bench_blast_setup(struct bench_blast *bb)
 	unsigned i;
 	int err;
 
-	err = bench_msg_init(&bb->msg, o->size, uv_hrtime());
-	if (err)
-		goto fail;
-
 	/* RSET, MAIL, every RCPT and DATA, each line at most 600 bytes. */
 	bb->group_max = (size_t)(o->recipients + 3) * 600;
+
+	/* A load generator on loopback: no certificate is checked. */
+	if (o->starttls) {
+		bb->tls_ctx = SSL_CTX_new(TLS_method());
+		if (!bb->tls_ctx) {
+			err = -ENOMEM;
+			goto fail;
+		}
+		SSL_CTX_set_verify(bb->tls_ctx, SSL_VERIFY_NONE, NULL);
+		SSL_CTX_set_min_proto_version(bb->tls_ctx, TLS1_2_VERSION);
+	}
 
 	bb->conns = calloc(o->connections, sizeof(*bb->conns));
 	bb->idle = calloc(o->connections, sizeof(*bb->idle));
@@ -1394,11 +2066,16 @@ static int bench_blast_setup(struct bench_blast *bb)
 		 * each at most a message, its dot and a command group.
 		 */
 		c->bb = bb;
-		c->ocap = 2 * (bb->msg.max_len + 2 * bb->group_max);
+		c->ocap = 2 * (bb->max_len + 2 * bb->group_max);
 		c->out = malloc(c->ocap);
 		c->xcap = o->recipients + 8;
 		c->xq = malloc(c->xcap);
-		if (!c->out || !c->xq) {
+		if (o->starttls) {
+			c->tin = malloc(BENCH_BLAST_TLSBUF);
+			c->tout = malloc(BENCH_BLAST_TLSBUF);
+		}
+		if (!c->out || !c->xq ||
+		    (o->starttls && (!c->tin || !c->tout))) {
 			err = -ENOMEM;
 			goto fail;
 		}
@@ -1417,12 +2094,21 @@ static void bench_blast_teardown(struct bench_blast *bb)
 	unsigned i;
 
 	for (i = 0; bb->conns && i < bb->o.connections; i++) {
+		SSL_free(bb->conns[i].ssl);
 		free(bb->conns[i].out);
 		free(bb->conns[i].xq);
+		free(bb->conns[i].tin);
+		free(bb->conns[i].tout);
 	}
+	SSL_CTX_free(bb->tls_ctx);
 	free(bb->conns);
 	free(bb->idle);
-	bench_msg_free(&bb->msg);
+	for (i = 0; bb->msgs && i < bb->nmsgs; i++)
+		bench_msg_free(&bb->msgs[i]);
+	free(bb->msgs);
+	for (i = 0; bb->files && i < bb->nfiles; i++)
+		free(bb->files[i].wire);
+	free(bb->files);
 }
 
 /* bench_blast_main - run `waxseal-bench blast`. */
@@ -1438,6 +2124,16 @@ int bench_blast_main(int argc, char **argv)
 		return 2;
 	bench_blast_nofile(bb.o.connections);
 	signal(SIGPIPE, SIG_IGN);
+
+	/* A directory with nothing to send is a usage error. */
+	err = bench_blast_messages(&bb);
+	if (err) {
+		if (err == -ENOMEM)
+			fprintf(stderr, "waxseal-bench blast: setup: %s\n",
+				strerror(-err));
+		bench_blast_teardown(&bb);
+		return err == -ENOMEM ? 1 : 2;
+	}
 
 	bb.loop = uv_default_loop();
 	bench_stats_init(&bb.lat);
@@ -1483,5 +2179,5 @@ int bench_blast_main(int argc, char **argv)
 
 	uv_loop_close(bb.loop);
 	bench_blast_teardown(&bb);
-	return bb.accepted == 0 ? 1 : 0;
+	return bb.accepted == 0 || bb.no_starttls ? 1 : 0;
 }

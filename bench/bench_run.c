@@ -2099,17 +2099,18 @@ bad:
 static int bench_run_workdir(const struct bench_run_opts *o, char *dir)
 {
 	const char *tmp = getenv("TMPDIR");
-
 	char real[PATH_MAX];
+	size_t n;
 
 	if (o->keep != NULL) {
 		if (mkdir(o->keep, 0755) && errno != EEXIST)
 			return -errno;
 		if (realpath(o->keep, real) == NULL)
 			return -errno;
-		if (strlen(real) >= BENCH_RUN_DIR_MAX - 16)
+		n = strlen(real);
+		if (n >= BENCH_RUN_DIR_MAX - 16)
 			return -ENAMETOOLONG;
-		snprintf(dir, BENCH_RUN_DIR_MAX, "%s", real);
+		memcpy(dir, real, n + 1);
 		return 1;
 	}
 	tmp = tmp && *tmp ? tmp : "/var/tmp";

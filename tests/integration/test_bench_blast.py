@@ -1,7 +1,9 @@
 """waxseal-bench blast against Postfix's smtp-sink on loopback.
 
 Checks the report's structure and counts, never its speed, and that blast
-refuses to start without a limit or against a non-loopback target.
+refuses to start without a limit or against a non-loopback target. The
+--size-dist and --messages-dir tests send to a waxseal daemon (the relay
+fixture) and read what its spool holds.
 
 Environment: WAXSEAL_BIN is <build>/relay/waxseal; the bench is
 <build>/bench/waxseal-bench (WAXSEAL_BENCH overrides). WAXSEAL_SOURCE is
@@ -14,6 +16,8 @@ import subprocess
 import time
 
 import pytest
+
+import waxtest
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 
@@ -80,8 +84,11 @@ def sink():
 
 
 def blast(*args, timeout=120):
-    return subprocess.run([BENCH, "blast"] + list(args),
-                          capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run([BENCH, "blast"] + list(args),
+                       capture_output=True, text=True, timeout=timeout)
+    # A sanitizer build reports on stderr; that is a failure too.
+    assert not waxtest.sanitizer_problems(r.stderr), r.stderr
+    return r
 
 
 @needs_bench
@@ -154,3 +161,134 @@ def test_help():
     assert r.returncode == 0 and "blast" in r.stdout
     r = blast("--help", timeout=10)
     assert r.returncode == 0 and "--messages" in r.stdout
+
+
+def relay_blast(r, *args, timeout=60):
+    """Blast at the relay r; the report as a dict (the run must pass)."""
+    p = blast("--target", f"127.0.0.1:{r.port}", "--duration", "30",
+              "--json", *args, timeout=timeout)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+@needs_bench
+def test_blast_size_dist(relay):
+    r = relay()
+    args = ("--messages", "40", "--connections", "4",
+            "--size-dist", "2048:50,20480:50", "--seed", "7")
+    rep = relay_blast(r, *args)
+    assert rep["messages"]["accepted"] == 40
+    assert 2048 < rep["mean_message_bytes"] < 20480
+    assert rep["bytes_sent"] == round(rep["mean_message_bytes"] * 40)
+
+    # The spool holds both sizes (plus the headers waxseal adds).
+    sizes = [m["size"] for m in r.queue_list()]
+    assert len(sizes) == 40
+    assert any(1900 < s < 4000 for s in sizes), sizes
+    assert any(19000 < s < 23000 for s in sizes), sizes
+    assert all(s < 4000 or s > 19000 for s in sizes), sizes
+
+    # The same seed draws the same sizes.
+    again = relay_blast(r, *args)
+    assert again["bytes_sent"] == rep["bytes_sent"]
+
+
+@needs_bench
+@pytest.mark.parametrize("spec", ["", "2048", "2048:", "2048:1,",
+                                  "0:1", "2048:0", "x:1"])
+def test_blast_size_dist_bad(spec):
+    r = blast("--target", f"127.0.0.1:{free_port()}", "--messages", "1",
+              "--size-dist", spec, timeout=10)
+    assert r.returncode == 2
+    assert "--size-dist" in r.stderr
+
+
+SAMPLE_LF = (b"From: news@sender.test\n"
+             b"To: someone@example.test\n"
+             b"Subject: unix line ends\n"
+             b"\n"
+             b"one\n"
+             b"two\n")
+SAMPLE_DOT = (b"From: news@sender.test\r\n"
+              b"Subject: dots\r\n"
+              b"\r\n"
+              b".a line that starts with a dot\r\n"
+              b"..and one with two\r\n"
+              b".\r\n"
+              b"last")
+
+
+@needs_bench
+def test_blast_messages_dir(relay, tmp_path):
+    d = tmp_path / "msgs"
+    d.mkdir()
+    (d / "a.eml").write_bytes(SAMPLE_LF)
+    (d / "b.eml").write_bytes(SAMPLE_DOT)
+    (d / "sub").mkdir()     # not a regular file: skipped
+    r = relay()
+    rep = relay_blast(r, "--messages", "4", "--connections", "2",
+                      "--messages-dir", str(d))
+    assert rep["messages"]["accepted"] == 4
+
+    # Each stored message ends with its file, line ends made CRLF.
+    want = [SAMPLE_LF.replace(b"\n", b"\r\n"), SAMPLE_DOT + b"\r\n"]
+    got = [r.queue_cat(qid) for qid in r.queue_ids()]
+    assert len(got) == 4
+    for w in want:
+        assert sum(g.endswith(b"\r\n\r\n" + w.split(b"\r\n\r\n", 1)[1])
+                   for g in got) == 2, (w, got)
+        # The headers arrive too (waxseal may add its own above them).
+        assert sum(w.split(b"\r\n\r\n", 1)[0] in g for g in got) == 2
+    assert rep["bytes_sent"] == 2 * sum(len(w) for w in want)
+
+
+@needs_bench
+def test_blast_messages_dir_refused(tmp_path):
+    target = ("--target", f"127.0.0.1:{free_port()}", "--messages", "1")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = blast(*target, "--messages-dir", str(empty), timeout=10)
+    assert r.returncode == 2 and str(empty) in r.stderr
+    assert r.stdout == ""
+
+    missing = tmp_path / "missing"
+    r = blast(*target, "--messages-dir", str(missing), timeout=10)
+    assert r.returncode == 2 and str(missing) in r.stderr
+
+    big = tmp_path / "big"
+    big.mkdir()
+    with open(big / "huge.eml", "wb") as f:
+        f.truncate(10 * 1024 * 1024 + 1)
+    r = blast(*target, "--messages-dir", str(big), timeout=10)
+    assert r.returncode == 2 and str(big) in r.stderr
+    assert "10 MB" in r.stderr
+
+
+@needs_bench
+def test_blast_starttls(relay, tls_cert):
+    cert, key = tls_cert
+    r = relay("smtpd_tls_cert_file = %s" % cert,
+              "smtpd_tls_key_file = %s" % key)
+    rep = relay_blast(r, "--messages", "30", "--connections", "3",
+                      "--starttls", "--pipelining=full")
+    assert rep["messages"]["accepted"] == 30
+    assert rep["tls"] in ("TLSv1.2", "TLSv1.3")
+    assert rep["errors"]["connects"] == 3
+    assert len(r.queue_ids()) == 30
+
+    p = blast("--target", f"127.0.0.1:{r.port}", "--messages", "2",
+              "--duration", "30", "--starttls", timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "tls         TLSv1." in p.stdout
+
+
+@needs_bench
+def test_blast_starttls_not_offered(relay):
+    r = relay()
+    target = f"127.0.0.1:{r.port}"
+    p = blast("--target", target, "--messages", "5", "--connections", "2",
+              "--duration", "30", "--starttls", "--json", timeout=60)
+    assert p.returncode != 0
+    assert "STARTTLS" in p.stderr and target in p.stderr
+    assert json.loads(p.stdout)["messages"]["accepted"] == 0
+    assert r.queue_ids() == set()
