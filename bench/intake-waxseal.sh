@@ -42,6 +42,10 @@ queue_directory = $work/spool
 io_backend = $backend
 log_level = info
 myhostname = bench.test
+# Intake only: delivery stays held, and no DNS server is ever asked.
+defer_transports = smtp
+dns_servers = 127.0.0.1:9
+delivery_log =
 CONF
 	"$waxseal" run -c "$work/waxseal.conf" 2>"$work/log" &
 	pid=$!

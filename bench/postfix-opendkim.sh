@@ -140,6 +140,11 @@ alias_maps =
 alias_database =
 local_transport = error:local delivery is off
 transport_maps = texthash:$work/etc/transport
+# Only the sinks on loopback: any other domain fails at once, and no DNS
+# server is ever asked.
+default_transport = error:only the benchmark's sinks are reachable
+relay_transport = error:only the benchmark's sinks are reachable
+smtp_dns_support_level = disabled
 maillog_file = $work/maillog
 maillog_file_prefixes = $work
 # The classic tuning: no delays, no client limits, the usual windows.
