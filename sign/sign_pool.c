@@ -39,6 +39,7 @@ static void *pool_worker_main(void *arg)
 	struct sign_pool *p = arg;
 	struct sign_job *job;
 	uint64_t one = 1;
+	bool first;
 
 	for (;;) {
 		pthread_mutex_lock(&p->qlock);
@@ -58,12 +59,15 @@ static void *pool_worker_main(void *arg)
 		job->next = NULL;
 
 		pthread_mutex_lock(&p->dlock);
+		first = p->dhead == NULL;
 		*p->dtail = job;
 		p->dtail = &job->next;
 		pthread_mutex_unlock(&p->dlock);
 
-		/* A full counter cannot happen: it saturates at 2^64-2. */
-		if (write(p->efd, &one, sizeof(one)) < 0) {
+		/* Only the job that finds the done list empty wakes the loop:
+		 * reap takes the whole list, so the others ride that wake-up
+		 * (one write(2) per batch instead of one per job). */
+		if (first && write(p->efd, &one, sizeof(one)) < 0) {
 			/* EAGAIN only; the loop will see the count. */
 		}
 	}
