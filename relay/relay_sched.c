@@ -773,14 +773,11 @@ static void sched_smtpc_done_cb(void *arg, const struct relay_smtpc_result *r)
 	struct sched_dest *d = k->d;
 	struct relay_sched *s = d->s;
 	struct sched_job *j = k->job;
-	bool was421 = false;
 	size_t i;
 
-	for (i = 0; i < j->n; i++) {
+	for (i = 0; i < j->n; i++)
 		sched_outcome(s, j->m, d, k, j->idx[i], r->reply[i],
 			      sched_status_of(r->code[i]));
-		was421 |= r->code[i] == 421;
-	}
 	if (d->session == NULL && !r->lost)
 		d->session = relay_smtpc_session(k->c);
 	k->job = NULL;
@@ -790,14 +787,9 @@ static void sched_smtpc_done_cb(void *arg, const struct relay_smtpc_result *r)
 	/* Feedback: a transaction on a live connection widens the window;
 	 * a 421 or a dropped connection narrows it. */
 	if (r->lost) {
-		if (r->lost && k->c)
-			k->c = NULL; /* the client closes itself */
-		k->st = C_OPEN;  /* counted as a failed connection below */
-		d->nopening++;
-		if (was421 || d->window > 1) {
-			if (d->window > 1)
-				d->window--;
-		}
+		k->c = NULL; /* the client closes itself */
+		if (d->window > 1)
+			d->window--;
 		sched_conn_gone(k);
 		sched_conn_maybe_free(k);
 		sched_pump(d);

@@ -60,6 +60,7 @@ struct relay_smtpc {
 	char peer[INET6_ADDRSTRLEN];
 	char *in;
 	size_t inlen, incap;
+	char *out;             /* dot-stuffing buffer, SMTPC_CHUNK + 8 */
 
 	/* The reply being read. */
 	int code;
@@ -105,6 +106,7 @@ static void smtpc_maybe_free(struct relay_smtpc *c)
 	free(c->mail_reply);
 	free(c->data_reply);
 	free(c->in);
+	free(c->out);
 	free(c->helo);
 	free(c->host);
 	free(c);
@@ -365,34 +367,42 @@ static char *smtpc_dup_reply(struct relay_smtpc *c)
 /* smtpc_send_data - the message, dot-stuffed, and the final dot. */
 static void smtpc_send_data(struct relay_smtpc *c)
 {
-	const char *p = c->t.data, *end = p + c->t.len;
-	char *buf = malloc(SMTPC_CHUNK + 8);
-	size_t n = 0;
-	bool bol = true;
+	const char *p = c->t.data, *end = p + c->t.len, *dot;
+	size_t n = 0, k, m;
+	char *buf = c->out;
 
-	if (buf == NULL) {
+	/* One buffer per connection, kept for its next messages. */
+	if (buf == NULL && (buf = c->out = malloc(SMTPC_CHUNK + 8)) == NULL) {
 		smtpc_txn_end(c, true, "out of memory");
 		return;
 	}
-	for (; p < end; p++) {
-		/* RFC 5321 4.5.2: a line that starts with "." gets one more. */
-		if (bol && *p == '.')
+
+	/* RFC 5321 4.5.2: a line that starts with "." gets one more. The
+	 * runs between such lines are copied whole, in chunks. */
+	while (p < end) {
+		if (*p == '.' && (p == c->t.data || p[-1] == '\n'))
 			buf[n++] = '.';
-		buf[n++] = *p;
-		bol = *p == '\n';
-		if (n >= SMTPC_CHUNK) {
-			smtpc_write(c, buf, n);
-			n = 0;
+		dot = memmem(p + 1, (size_t)(end - p - 1), "\n.", 2);
+		k = dot ? (size_t)(dot + 1 - p) : (size_t)(end - p);
+		while (k > 0) {
+			m = SMTPC_CHUNK - n < k ? SMTPC_CHUNK - n : k;
+			memcpy(buf + n, p, m);
+			n += m;
+			p += m;
+			k -= m;
+			if (n == SMTPC_CHUNK) {
+				smtpc_write(c, buf, n);
+				n = 0;
+			}
 		}
 	}
-	if (!bol) {
+	if (c->t.len > 0 && end[-1] != '\n') {
 		buf[n++] = '\r';
 		buf[n++] = '\n';
 	}
 	memcpy(buf + n, ".\r\n", 3);
 	n += 3;
 	smtpc_write(c, buf, n);
-	free(buf);
 	c->phase = TX_DOT;
 	smtpc_wait(c, c->o.data_done_timeout);
 }
