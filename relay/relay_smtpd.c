@@ -749,14 +749,16 @@ static void smtpd_do_helo(struct smtpd_session *s, const char *a, size_t n)
 /* smtpd_keyword - a "FROM:"/"TO:" keyword, case-insensitive; past it. */
 static const char *smtpd_keyword(const char *a, size_t n, const char *kw)
 {
+	const char *end = a + n;
 	size_t l = strlen(kw);
 
 	if (n < l || strncasecmp(a, kw, l) != 0)
 		return NULL;
 	a += l;
 
-	/* RFC 5321 has no space here; clients commonly send one anyway. */
-	while (*a == ' ')
+	/* RFC 5321 has no space here; clients commonly send one anyway.
+	 * The argument may have lost its trailing blanks: stay inside it. */
+	while (a < end && *a == ' ')
 		a++;
 	return a;
 }
