@@ -112,7 +112,7 @@ def dns():
         pytest.skip("dnsmasq (%s, package dnsmasq-base) is not installed"
                     % peers.DNSMASQ)
     made, factory = _closing_factory(
-        lambda **kw: peers.Dns(peers.free_udp_port(), **kw))
+        lambda **kw: peers.Dns(**kw))
     yield factory
     for d in made:
         d.close()

@@ -226,6 +226,10 @@ class Sink:
                                      stderr=self.errfile)
         try:
             wait_banner(self.addr, self.port, timeout)
+            # A banner from some other process that holds the port
+            # while ours failed to bind is not our sink.
+            if self.proc.poll() is not None:
+                raise AssertionError("exited %s" % self.proc.returncode)
         except AssertionError:
             self.stop()
             raise AssertionError("smtp-sink did not start on %s: %s"
@@ -483,30 +487,40 @@ def dns_query(port, name, qtype, server="127.0.0.1", timeout=2.0):
 
 
 class Dns:
-    """dnsmasq on 127.0.0.1:port, authoritative-looking for .test:
-    names it was not told about are NXDOMAIN.
+    """dnsmasq on addr:port, authoritative-looking for .test (and for
+    the domains in local): names it was not told about are NXDOMAIN.
 
     mx: {domain: [(preference, host), ...]}, a: {host: ipv4},
-    null_mx: [domain, ...] (RFC 7505 "0 .")."""
+    null_mx: [domain, ...] (RFC 7505 "0 ."), txt: {name: text} (split
+    into 200-byte strings). port None: a free port, chosen again when
+    another process takes it first (dnsmasq binds UDP and TCP both, so
+    a port free for one may be taken for the other)."""
 
-    def __init__(self, port, mx=None, a=None, null_mx=()):
-        self.port = port
+    def __init__(self, port=None, mx=None, a=None, null_mx=(), txt=None,
+                 addr="127.0.0.1", local=()):
+        self.fixed_port = port is not None
+        self.port = port if port is not None else free_dns_port(addr)
+        self.addr = addr
         self.mx = mx or {}
         self.a = a or {}
         self.null_mx = list(null_mx)
+        self.txt = txt or {}
+        self.local = ["test"] + list(local)
         self.proc = None
         self.errfile = None
 
     @property
     def server(self):
-        return "127.0.0.1:%d" % self.port
+        return "%s:%d" % (self.addr, self.port)
 
     def _argv(self):
         argv = [DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null",
                 "--no-resolv", "--no-hosts", "--bind-interfaces",
-                "--listen-address=127.0.0.1", "--port=%d" % self.port,
-                "--pid-file=", "--local=/test/", "--log-queries",
-                "--log-facility=-", "--no-negcache"]
+                "--listen-address=%s" % self.addr, "--port=%d" % self.port,
+                "--pid-file=", "--log-queries", "--log-facility=-",
+                "--no-negcache"]
+        for dom in self.local:
+            argv.append("--local=/%s/" % dom)
         for dom, hosts in self.mx.items():
             for pref, host in hosts:
                 argv.append("--mx-host=%s,%s,%d" % (dom, host, pref))
@@ -515,11 +529,29 @@ class Dns:
         for dom in self.null_mx:
             # preference 0, exchange "." (the root: one zero octet)
             argv.append("--dns-rr=%s,15,000000" % dom)
+        for name, text in self.txt.items():
+            # Each comma-separated piece becomes one character-string;
+            # quotes would be kept as data.
+            pieces = [text[i:i + 200] for i in range(0, len(text), 200)]
+            argv.append("--txt-record=%s,%s" % (name, ",".join(pieces)))
         return argv
 
     def start(self, timeout=10.0):
         if not os.access(DNSMASQ, os.X_OK):
             raise FileNotFoundError(DNSMASQ)
+        for attempt in range(5):
+            if self._start_once(timeout):
+                return self
+            if self.fixed_port or "Address already in use" not in self.log():
+                break
+            self.close()
+            self.port = free_dns_port(self.addr)
+        raise AssertionError("dnsmasq on %s exited %s: %s"
+                             % (self.server, self.proc.returncode,
+                                self.log()))
+
+    def _start_once(self, timeout):
+        """Start dnsmasq; True once it answers, False if it exited."""
         self.errfile = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL,
                                      stdout=self.errfile,
@@ -527,14 +559,14 @@ class Dns:
 
         def answers():
             if self.proc.poll() is not None:
-                raise AssertionError("dnsmasq exited %s: %s"
-                                     % (self.proc.returncode, self.log()))
+                return "exited"
             try:
-                return dns_query(self.port, "probe.test", 1, timeout=0.5)
+                return dns_query(self.port, "probe.test", 1,
+                                 server=self.addr, timeout=0.5)
             except (OSError, AssertionError):
                 return None
-        wait_for(answers, timeout, "dnsmasq on port %d" % self.port)
-        return self
+        return wait_for(answers, timeout,
+                        "dnsmasq on %s" % self.server) != "exited"
 
     def log(self):
         if self.errfile is None:
@@ -558,10 +590,19 @@ class Dns:
             self.errfile = None
 
 
-def free_udp_port(host="127.0.0.1"):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def free_dns_port(host="127.0.0.1"):
+    """A port free for both UDP and TCP on host a moment ago."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port = u.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no port free for UDP and TCP on %s" % host)
 
 
 # ---- Postfix ----
