@@ -654,6 +654,10 @@ static double cli_bench_raw(const struct sign_key *k, int threads, double sec)
 	return (double)ops / (t1 - t0);
 }
 
+/* Jobs per thread in flight in the pool runs, and cycled through in the
+ * direct run, so that both work on the same amount of data. */
+#define CLI_BENCH_DEPTH 16
+
 /* The pool run's shared counters, touched only on this thread. */
 struct cli_pool_run {
 	long done, inflight, failed;
@@ -707,7 +711,7 @@ static double cli_bench_pool(const struct sign_keys *keys, int threads,
 	pfd.events = POLLIN;
 	t0 = cli_now();
 	while (cli_now() < t0 + sec) {
-		while (run.inflight < 16L * threads) {
+		while (run.inflight < (long)CLI_BENCH_DEPTH * threads) {
 			struct sign_msg *m = sign_msg_new(keys);
 			struct sign_job *job = NULL;
 
@@ -765,7 +769,7 @@ static double cli_bench_queue(const struct sign_keys *keys, int threads,
 {
 	struct cli_queue_run run = {0};
 	struct sign_pool *p = sign_pool_new(threads);
-	int njobs = 16 * threads, i;
+	int njobs = CLI_BENCH_DEPTH * threads, i;
 	char body[] = "hello\r\n", why[64], dom[64];
 	struct pollfd pfd;
 	double t0, t1;
@@ -820,9 +824,9 @@ fail:
 	return 0;
 }
 
-/* One thread running a prebuilt job over and over, without the pool. */
+/* One thread running prebuilt jobs in turn, without the pool. */
 struct cli_direct {
-	struct sign_job *job;
+	struct sign_job *job[CLI_BENCH_DEPTH];
 	double until;
 	long ops;
 };
@@ -833,7 +837,7 @@ static void *cli_direct_main(void *arg)
 	struct cli_direct *w = arg;
 
 	while (cli_now() < w->until) {
-		if (sign_job_run(w->job) < 0)
+		if (sign_job_run(w->job[w->ops % CLI_BENCH_DEPTH]) < 0)
 			break;
 		w->ops++;
 	}
@@ -855,16 +859,23 @@ static double cli_bench_direct(const struct sign_keys *keys, int threads,
 	long ops = 0;
 	int i, made = 0;
 
+	memset(w, 0, sizeof(w));
 	for (i = 0; i < threads; i++) {
-		struct sign_msg *m = sign_msg_new(keys);
+		int j;
 
-		w[i].job = NULL;
-		if (!m)
-			break;
-		sign_msg_headers(m, cli_bench_hdr, sizeof(cli_bench_hdr) - 1);
-		sign_msg_body(m, body, sizeof(body) - 1);
-		if (sign_msg_finish(m, &w[i].job, why, sizeof(why), dom,
-				    sizeof(dom)) != SIGN_JOB)
+		for (j = 0; j < CLI_BENCH_DEPTH; j++) {
+			struct sign_msg *m = sign_msg_new(keys);
+
+			if (!m)
+				break;
+			sign_msg_headers(m, cli_bench_hdr,
+					 sizeof(cli_bench_hdr) - 1);
+			sign_msg_body(m, body, sizeof(body) - 1);
+			if (sign_msg_finish(m, &w[i].job[j], why, sizeof(why),
+					    dom, sizeof(dom)) != SIGN_JOB)
+				break;
+		}
+		if (j < CLI_BENCH_DEPTH)
 			break;
 		made++;
 	}
@@ -879,8 +890,9 @@ static double cli_bench_direct(const struct sign_keys *keys, int threads,
 		ops += w[i].ops;
 	}
 	t1 = cli_now();
-	for (i = 0; i < made; i++)
-		sign_job_free(w[i].job);
+	for (i = 0; i < threads; i++)
+		for (int j = 0; j < CLI_BENCH_DEPTH; j++)
+			sign_job_free(w[i].job[j]);
 	return made == threads ? (double)ops / (t1 - t0) : 0;
 }
 
@@ -931,13 +943,31 @@ static int cli_bench_keys(struct sign_keys **out, const char *dir,
 	return r;
 }
 
+/* cli_cmp_double - qsort order for doubles. */
+static int cli_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* cli_median - the median of v[0..n), which it sorts. */
+static double cli_median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cli_cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 /* cli_bench_usage - help for `waxseal sign-bench`. */
 static void cli_bench_usage(FILE *f)
 {
-	fprintf(f, "usage: waxseal sign-bench [-d SECONDS] [-j MAXTHREADS]\n"
+	fprintf(f, "usage: waxseal sign-bench [-d SECONDS] [-j MAXTHREADS] "
+		   "[-r ROUNDS]\n"
 		   "  Signatures per second for rsa-2048 and ed25519, for 1 to\n"
 		   "  MAXTHREADS threads (default: CPUs), SECONDS per cell\n"
-		   "  (default 2), three ways: server (the daemon's path: one\n"
+		   "  (default 2); each cell is measured ROUNDS times (default\n"
+		   "  3), the four ways taking turns, and the median printed.\n"
+		   "  The four ways: server (the daemon's path: one\n"
 		   "  thread builds each message's state and body hash and\n"
 		   "  submits it), pool (jobs built beforehand and sent round\n"
 		   "  again through the pool), direct (the same jobs run by\n"
@@ -956,16 +986,19 @@ int sign_cli_bench(int argc, char **argv)
 	char dir[] = "/tmp/waxseal-bench.XXXXXX";
 	double sec = 2;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN), failed = 0;
-	int maxt = cpus > 0 ? (int)cpus : 1, o, a, t;
+	int maxt = cpus > 0 ? (int)cpus : 1, rounds = 3, o, a, t;
 
 	optind = 1;
-	while ((o = getopt_long(argc, argv, "d:j:h", lo, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "d:j:r:h", lo, NULL)) != -1) {
 		switch (o) {
 		case 'd':
 			sec = strtod(optarg, NULL);
 			break;
 		case 'j':
 			maxt = atoi(optarg);
+			break;
+		case 'r':
+			rounds = atoi(optarg);
 			break;
 		case 'h':
 			cli_bench_usage(stdout);
@@ -975,7 +1008,8 @@ int sign_cli_bench(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (sec <= 0 || maxt < 1 || maxt > 64 || optind != argc) {
+	if (sec <= 0 || maxt < 1 || maxt > 64 || rounds < 1 || rounds > 99 ||
+	    optind != argc) {
 		cli_bench_usage(stderr);
 		return 2;
 	}
@@ -999,10 +1033,21 @@ int sign_cli_bench(int argc, char **argv)
 			return 1;
 		}
 		for (t = 1; t <= maxt; t++) {
-			double srv = cli_bench_pool(keys, t, sec, &failed);
-			double pool = cli_bench_queue(keys, t, sec, &failed);
-			double dir = cli_bench_direct(keys, t, sec);
-			double raw = cli_bench_raw(k, t, sec);
+			double m[4][99], srv, pool, dir, raw;
+
+			/* Rounds take turns so that a slow spell of the
+			 * machine spreads over all four ways. */
+			for (int r = 0; r < rounds; r++) {
+				m[0][r] = cli_bench_pool(keys, t, sec, &failed);
+				m[1][r] = cli_bench_queue(keys, t, sec,
+							  &failed);
+				m[2][r] = cli_bench_direct(keys, t, sec);
+				m[3][r] = cli_bench_raw(k, t, sec);
+			}
+			srv = cli_median(m[0], rounds);
+			pool = cli_median(m[1], rounds);
+			dir = cli_median(m[2], rounds);
+			raw = cli_median(m[3], rounds);
 
 			printf("%-10s %7d %10.0f %10.0f %10.0f %10.0f %9.0f%% "
 			       "%9.0f%%\n",

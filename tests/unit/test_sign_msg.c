@@ -323,3 +323,88 @@ Test(sign_msg, pool_completes_via_eventfd, .fini = done)
 	cr_assert_eq(n, 50);
 	sign_pool_free(p);
 }
+
+/* make_job - a finished ed25519 job for H. */
+static struct sign_job *make_job(void)
+{
+	struct sign_msg *m = sign_msg_new(keys);
+	struct sign_job *job = NULL;
+	char why[200], dom[200];
+
+	cr_assert_not_null(m);
+	sign_msg_headers(m, H, strlen(H));
+	cr_assert_eq(sign_msg_finish(m, &job, why, sizeof(why), dom,
+				     sizeof(dom)),
+		     SIGN_JOB);
+	return job;
+}
+
+/*
+ * The pool holds finished jobs back to wake the loop once per batch; a
+ * lone job must still come back at once (the worker finds nothing else
+ * to do), round after round.
+ */
+Test(sign_msg, pool_lone_job_is_not_held_back, .fini = done)
+{
+	struct sign_pool *p;
+	struct pollfd pfd;
+	int i, n = 0;
+
+	load(CONF_UNSIGNED_ACCEPT, true);
+	p = sign_pool_new(2);
+	cr_assert_not_null(p);
+	pfd.fd = sign_pool_fd(p);
+	pfd.events = POLLIN;
+	for (i = 0; i < 20; i++) {
+		cr_assert_eq(sign_pool_submit(p, make_job(), pool_cb, &n), 0);
+		while (n < i + 1) {
+			cr_assert_gt(poll(&pfd, 1, 5000), 0,
+				     "job %d held back", i);
+			sign_pool_reap(p);
+		}
+	}
+	cr_assert_eq(n, 20);
+	sign_pool_free(p);
+}
+
+/* The order the pool hands jobs back in, one worker: submission order. */
+struct order_run {
+	struct sign_job *sent[100];
+	int n;
+};
+
+static void order_cb(void *arg, struct sign_job *job, int res)
+{
+	struct order_run *r = arg;
+
+	cr_assert_eq(res, 0);
+	cr_assert_eq(job, r->sent[r->n], "job %d came back out of order",
+		     r->n);
+	r->n++;
+	sign_job_free(job);
+}
+
+Test(sign_msg, pool_batches_keep_completion_order, .fini = done)
+{
+	struct order_run run = {.n = 0};
+	struct sign_pool *p;
+	struct pollfd pfd;
+	int i;
+
+	load(CONF_UNSIGNED_ACCEPT, true);
+	p = sign_pool_new(1);
+	cr_assert_not_null(p);
+	for (i = 0; i < 100; i++) {
+		run.sent[i] = make_job();
+		cr_assert_eq(sign_pool_submit(p, run.sent[i], order_cb, &run),
+			     0);
+	}
+	pfd.fd = sign_pool_fd(p);
+	pfd.events = POLLIN;
+	while (run.n < 100) {
+		cr_assert_gt(poll(&pfd, 1, 5000), 0, "pool stalled at %d",
+			     run.n);
+		sign_pool_reap(p);
+	}
+	sign_pool_free(p);
+}
