@@ -255,6 +255,9 @@ static const struct conf_param conf_params[] = {
 	   "the most recipients in one SMTP transaction"),
     CONF_P(smtp_connection_cache_time_limit, TIME, "2s",
 	   "how long an idle connection is kept for reuse"),
+    CONF_P(destination_idle_time_limit, TIME, "60s",
+	   "how long a destination with nothing to do keeps its window, "
+	   "failure count and TLS session before it is forgotten"),
     CONF_P(minimal_backoff_time, TIME, "300s",
 	   "the shortest wait before a deferred message is tried again"),
     CONF_P(maximal_backoff_time, TIME, "4000s",

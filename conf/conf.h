@@ -128,6 +128,7 @@ struct conf {
 	int64_t destination_rate_limit;          /* msgs/s; 0: none */
 	int64_t default_destination_recipient_limit;
 	int64_t smtp_connection_cache_time_limit; /* ms */
+	int64_t destination_idle_time_limit;     /* ms */
 	int64_t minimal_backoff_time;            /* ms */
 	int64_t maximal_backoff_time;            /* ms */
 	int64_t maximal_queue_lifetime;          /* ms */

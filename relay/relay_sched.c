@@ -25,8 +25,11 @@
  * message whose recipients fail in different attempts gets one DSN per
  * such attempt, not one in all.
  *
- * XXX: destinations are kept until exit; a relay that sends to millions
- * of distinct domains over weeks holds one small struct for each.
+ * A destination with nothing queued, no connection and no suspension is
+ * forgotten after destination_idle_time_limit (window, failure count and
+ * TLS session with it), so that a relay sending to millions of domains
+ * over weeks holds only those it has talked to lately. The hash of
+ * destinations doubles as they grow in number.
  */
 #include "relay/relay_sched.h"
 
@@ -51,6 +54,8 @@
 #define SCHED_MAX_TRIES 8
 /* How often idle connections and suspensions are looked at. */
 #define SCHED_SWEEP_MS 250
+/* Idle destinations are looked for every this many sweeps. */
+#define SCHED_DEST_SWEEPS 4
 
 struct sched_dest;
 
@@ -94,6 +99,8 @@ struct sched_dest {
 	size_t njobs;
 	int window, limit;
 	int nconn, nopening, hiwater;
+	int nlinks;           /* sched_conn objects, gone ones included */
+	int64_t empty_since;  /* ms; 0: in use at the last look */
 	int fails1;
 	int64_t suspended_until;
 	char reason[512];
@@ -150,6 +157,7 @@ struct relay_sched {
 	struct sched_heap_ent *heap;
 	size_t nheap, capheap;
 	uv_timer_t heap_timer, sweep_timer;
+	unsigned sweeps;
 	int closes;
 
 	void (*done)(void *);
@@ -262,6 +270,28 @@ static void sched_find_msgid(struct sched_msg *m)
 
 /* ---- destinations ---- */
 
+static void sched_rate_closed_cb(uv_handle_t *h);
+
+/* sched_dests_grow - twice the buckets, every destination rehashed. */
+static void sched_dests_grow(struct relay_sched *s)
+{
+	size_t nb = s->ndestbuckets * 2, b;
+	struct sched_dest **nv = calloc(nb, sizeof(*nv)), *d, *dn;
+
+	if (nv == NULL)
+		return; /* longer chains, still correct */
+	for (b = 0; b < s->ndestbuckets; b++) {
+		for (d = s->dests[b]; d; d = dn) {
+			dn = d->hnext;
+			d->hnext = nv[sched_hash(d->key) % nb];
+			nv[sched_hash(d->key) % nb] = d;
+		}
+	}
+	free(s->dests);
+	s->dests = nv;
+	s->ndestbuckets = nb;
+}
+
 static struct sched_dest *sched_dest_get(struct relay_sched *s,
 					 const char *key,
 					 const struct relay_map_hop *hop)
@@ -297,7 +327,59 @@ static struct sched_dest *sched_dest_get(struct relay_sched *s,
 	d->hnext = s->dests[b];
 	s->dests[b] = d;
 	s->ndests++;
+	if (s->ndests > s->ndestbuckets)
+		sched_dests_grow(s);
 	return d;
+}
+
+/* sched_dest_idle - whether nothing refers to d but the hash. */
+static bool sched_dest_idle(const struct sched_dest *d, int64_t now)
+{
+	return d->njobs == 0 && d->nlinks == 0 && d->suspended_until <= now &&
+	       (d->rate_timer == NULL ||
+		!uv_is_active((const uv_handle_t *)d->rate_timer));
+}
+
+/* sched_dest_free - release d, already out of the hash. */
+static void sched_dest_free(struct sched_dest *d)
+{
+	if (d->rate_timer != NULL)
+		uv_close((uv_handle_t *)d->rate_timer, sched_rate_closed_cb);
+	relay_tls_session_put(d->session);
+	free(d->key);
+	free(d);
+}
+
+/*
+ * sched_dests_sweep - forget the destinations idle for longer than
+ * destination_idle_time_limit (see the top of this file).
+ */
+static void sched_dests_sweep(struct relay_sched *s, int64_t now)
+{
+	int64_t limit = s->c->destination_idle_time_limit;
+	struct sched_dest **pp, *d;
+	size_t b, n = 0;
+
+	for (b = 0; b < s->ndestbuckets; b++) {
+		for (pp = &s->dests[b]; (d = *pp) != NULL;) {
+			if (!sched_dest_idle(d, now)) {
+				d->empty_since = 0;
+			} else if (d->empty_since == 0) {
+				d->empty_since = now;
+			} else if (now - d->empty_since >= limit) {
+				*pp = d->hnext;
+				relay_debug(NULL, "dest-forget dest=%s", d->key);
+				sched_dest_free(d);
+				s->ndests--;
+				n++;
+				continue;
+			}
+			pp = &d->hnext;
+		}
+	}
+	if (n > 0)
+		relay_debug(NULL, "dest-sweep forgot=%zu kept=%zu", n,
+			    s->ndests);
 }
 
 /* sched_route - the destination of a recipient, or NULL with a bounce
@@ -488,6 +570,7 @@ static void sched_conn_maybe_free(struct sched_conn *k)
 		;
 	if (*pp)
 		*pp = k->anext;
+	k->d->nlinks--;
 	free(k->hosts);
 	free(k);
 	sched_maybe_done(s);
@@ -885,6 +968,7 @@ static void sched_conn_new(struct sched_dest *d)
 	if (k == NULL)
 		return;
 	k->d = d;
+	d->nlinks++;
 	k->st = C_RESOLVE;
 	k->anext = s->conns;
 	s->conns = k;
@@ -1301,6 +1385,8 @@ static void sched_sweep_cb(uv_timer_t *h)
 			sched_conn_maybe_free(k);
 		}
 	}
+	if (++s->sweeps % SCHED_DEST_SWEEPS == 0)
+		sched_dests_sweep(s, now);
 }
 
 /* ---- the public side ---- */
@@ -1320,7 +1406,7 @@ int relay_sched_new(struct relay_sched **out, uv_loop_t *loop,
 	s->sp = sp;
 	s->c = c;
 	s->nmsgbuckets = 4096;
-	s->ndestbuckets = 1024;
+	s->ndestbuckets = 64;
 	s->msgs = calloc(s->nmsgbuckets, sizeof(*s->msgs));
 	s->dests = calloc(s->ndestbuckets, sizeof(*s->dests));
 	if (s->msgs == NULL || s->dests == NULL) {
@@ -1593,9 +1679,7 @@ void relay_sched_free(struct relay_sched *s)
 			dn = d->hnext;
 			while ((j = sched_dest_pop(d)) != NULL)
 				free(j);
-			relay_tls_session_put(d->session);
-			free(d->key);
-			free(d);
+			sched_dest_free(d);
 		}
 	}
 	for (b = 0; b < s->nmsgbuckets; b++) {

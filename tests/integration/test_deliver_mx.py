@@ -74,3 +74,37 @@ def test_a_record_without_mx(relay, sink, dns, root_only):
     assert got[0].header("Message-ID") == mid
     rec = r.wait_deliveries(1, timeout=15, status="delivered")[0]
     assert rec["ip"] == ip(34), rec
+
+
+def test_many_domains_then_forgotten(relay, sink, dns, root_only):
+    """150 domains (more than twice the initial hash of destinations,
+    which must grow) each get their mail through their MX; once idle for
+    destination_idle_time_limit every destination is forgotten, and a
+    domain's next message builds it anew."""
+    n = 150
+    host = sink(ip(35), 25)
+    doms = ["d%d.many.test" % i for i in range(n)]
+    d = dns(mx={dom: [(10, "mx.many.test")] for dom in doms},
+            a={"mx.many.test": ip(35)})
+    r = relay(*peers.delivery_lines(dns_port=d.port),
+              "log_level = debug", "smtp_connection_cache_time_limit = 200ms",
+              "destination_idle_time_limit = 1s")
+    rcpts = ["r@" + dom for dom in doms]
+    m, mid = peers.make_message("news@news.test", rcpts[0], "many")
+    qid, = peers.submit(r, "news@news.test", rcpts, [m])
+    recs = r.wait_deliveries(n, timeout=60, status="delivered")
+    assert sorted(x["recipient"] for x in recs) == sorted(rcpts)
+    got = host.wait_messages(n, timeout=30)
+    assert sorted(g.rcpts[0] for g in got) == sorted(rcpts)
+    assert all(len(g.rcpts) == 1 for g in got)
+
+    forgot = r.wait_log(r"dest-forget dest=(d\d+\.many\.test)$",
+                        timeout=20, count=n)
+    assert sorted(forgot) == sorted(doms)
+
+    m2, mid2 = peers.make_message("news@news.test", rcpts[7], "again")
+    peers.submit(r, "news@news.test", [rcpts[7]], [m2])
+    rec = r.wait_deliveries(n + 1, timeout=30, status="delivered")[-1]
+    assert rec["recipient"] == rcpts[7], rec
+    assert any(g.header("Message-ID") == mid2
+               for g in host.wait_messages(n + 1, timeout=30))
