@@ -203,6 +203,9 @@ static const struct conf_param conf_params[] = {
 	   "the most the spool may hold, in bytes; 0: no limit but disk"),
     CONF_P(queue_minfree, SIZE, "100m",
 	   "free disk space below which new mail is refused"),
+    CONF_P(queue_commit_delay, TIME, "1ms",
+	   "how long a batch waits for more messages before its fdatasync "
+	   "while others are being signed; 0: never"),
 
     /* DKIM signing. */
     CONF_P(dkim_key_table, STR, "",

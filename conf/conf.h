@@ -102,6 +102,7 @@ struct conf {
 	int64_t queue_segment_size;              /* bytes per segment file */
 	int64_t queue_max_size;                  /* 0: no limit but disk */
 	int64_t queue_minfree;                   /* bytes free on the disk */
+	int64_t queue_commit_delay;              /* ms */
 
 	/* DKIM signing. */
 	char *dkim_key_table;

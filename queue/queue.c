@@ -120,6 +120,7 @@ struct queue_batch {
 	size_t nitems;
 	size_t capitems;
 	uint64_t maxid; /* largest ID in its records */
+	uint64_t since_us; /* monotonic time of its first byte; 0: empty */
 };
 
 struct queue_spool {
@@ -732,6 +733,13 @@ static void queue_msg_encode(unsigned char *p, const struct queue_msg_in *m,
 /* queue_batch_room - room for extra more bytes in b. */
 static int queue_batch_room(struct queue_batch *b, size_t extra)
 {
+	if (b->len == 0 && b->since_us == 0) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		b->since_us = (uint64_t)ts.tv_sec * 1000000 +
+			      (uint64_t)ts.tv_nsec / 1000;
+	}
 	if (b->len + extra > b->cap) {
 		size_t cap = b->cap ? b->cap : 64 * 1024;
 		unsigned char *p;
@@ -1595,6 +1603,7 @@ static void queue_batch_reset(struct queue_batch *b)
 	b->len = 0;
 	b->nitems = 0;
 	b->maxid = 0;
+	b->since_us = 0;
 }
 
 /*
@@ -1836,6 +1845,14 @@ void queue_spool_flush(struct queue_spool *s)
 	return;
 fail:
 	queue_batch_fail(s, r);
+}
+
+/* queue_spool_pending_since - see queue.h. */
+uint64_t queue_spool_pending_since(const struct queue_spool *s)
+{
+	if (s->busy || s->pending.len == 0)
+		return 0;
+	return s->pending.since_us ? s->pending.since_us : 1;
 }
 
 /* queue_spool_idle - true when nothing is pending or in flight. */

@@ -237,6 +237,14 @@ int queue_spool_hold(struct queue_spool *s, const char *id, bool held);
  */
 void queue_spool_flush(struct queue_spool *s);
 
+/*
+ * queue_spool_pending_since - when a flush now would start a batch: the
+ * CLOCK_MONOTONIC time, in microseconds, at which its first record was
+ * appended; 0 when nothing is pending or a batch is in flight (a flush
+ * would start nothing).
+ */
+uint64_t queue_spool_pending_since(const struct queue_spool *s);
+
 /* queue_spool_idle - true when nothing is pending or in flight. */
 bool queue_spool_idle(const struct queue_spool *s);
 

@@ -38,6 +38,7 @@ struct relay_daemon {
 	struct relay_gen *sched_gen;
 
 	uv_poll_t pool_poll;
+	uv_timer_t commit_timer; /* the end of a commit delay */
 	uv_signal_t sigterm, sigint, sighup, sigusr1;
 	bool stopping, sessions_done, sched_done;
 };
@@ -134,12 +135,48 @@ fail:
 	return NULL;
 }
 
+/* relay_daemon_commit_cb - a commit delay is over; prepare flushes. */
+static void relay_daemon_commit_cb(uv_timer_t *h)
+{
+	(void)h;
+}
+
+/*
+ * relay_daemon_commit_later - whether the batch a flush would start now
+ * should wait for more (queue_commit_delay): only while messages are out
+ * for signing, whose appends will follow within about one signature, and
+ * only until the batch's first record is queue_commit_delay old. With RSA,
+ * signatures finish one at a time, and flushing each at once made almost
+ * one fdatasync per message; the wait costs a message at most the delay.
+ */
+static bool relay_daemon_commit_later(struct relay_daemon *d)
+{
+	uint64_t delay, since, now;
+
+	if (d->sched_gen == NULL || d->pool == NULL || d->stopping)
+		return false;
+	delay = (uint64_t)d->sched_gen->conf.queue_commit_delay;
+	if (delay == 0 || sign_pool_outstanding(d->pool) == 0)
+		return false;
+	since = queue_spool_pending_since(d->spool);
+	if (since == 0)
+		return false;
+	now = uv_hrtime() / 1000;
+	if (now >= since + delay * 1000)
+		return false;
+	if (!uv_is_active((uv_handle_t *)&d->commit_timer))
+		uv_timer_start(&d->commit_timer, relay_daemon_commit_cb,
+			       (since + delay * 1000 - now + 999) / 1000, 0);
+	return true;
+}
+
 /* relay_daemon_prepare - once per loop iteration: group commit, exit. */
 static void relay_daemon_prepare(void *arg)
 {
 	struct relay_daemon *d = arg;
 
-	queue_spool_flush(d->spool);
+	if (!relay_daemon_commit_later(d))
+		queue_spool_flush(d->spool);
 	if (d->stopping && d->sessions_done && d->sched_done &&
 	    queue_spool_idle(d->spool))
 		uv_stop(&d->loop);
@@ -273,6 +310,7 @@ static int relay_daemon_start(struct relay_daemon *d, struct relay_gen *g)
 				"threads\"");
 		return 1;
 	}
+	uv_timer_init(&d->loop, &d->commit_timer);
 	uv_poll_init(&d->loop, &d->pool_poll, sign_pool_fd(d->pool));
 	d->pool_poll.data = d;
 	uv_poll_start(&d->pool_poll, UV_READABLE, relay_daemon_pool_cb);

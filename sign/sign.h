@@ -101,6 +101,10 @@ int sign_pool_submit(struct sign_pool *p, struct sign_job *job, sign_done_cb cb,
 		     void *arg);
 void sign_pool_reap(struct sign_pool *p);
 
+/* sign_pool_outstanding - jobs submitted and not yet reaped (on the thread
+ * that submits and reaps). */
+size_t sign_pool_outstanding(const struct sign_pool *p);
+
 /* sign_pool_free - stop the workers after the queued jobs; reap first. */
 void sign_pool_free(struct sign_pool *p);
 

@@ -43,6 +43,7 @@ struct sign_pool {
 	int efd;
 	pthread_t *tid;
 	int nthreads;
+	size_t outstanding; /* submitted, not yet reaped: loop thread only */
 };
 
 /* pool_job_slow - whether job has an RSA signature to make. */
@@ -180,7 +181,14 @@ int sign_pool_submit(struct sign_pool *p, struct sign_job *job, sign_done_cb cb,
 	p->qtail = &job->next;
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
+	p->outstanding++;
 	return 0;
+}
+
+/* sign_pool_outstanding - jobs submitted and not yet reaped. */
+size_t sign_pool_outstanding(const struct sign_pool *p)
+{
+	return p->outstanding;
 }
 
 /* sign_pool_reap - drain the eventfd, then run every finished callback. */
@@ -203,6 +211,7 @@ void sign_pool_reap(struct sign_pool *p)
 	for (; job; job = next) {
 		next = job->next;
 		job->next = NULL;
+		p->outstanding--;
 		job->cb(job->arg, job, job->rc);
 	}
 }

@@ -711,7 +711,7 @@ Test(conf, print_verbose_and_all)
 	size_t lines = 0;
 	for (line = out; (line = strchr(line, '\n')) != NULL; line++)
 		lines++;
-	cr_assert_eq(lines, 65);
+	cr_assert_eq(lines, 66);
 	free(out);
 }
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "queue/queue.h"
@@ -1623,4 +1624,47 @@ Test(queue, failed_batch_restates_state)
 	queue_spool_close(s);
 	tmsg_free(&t[0]);
 	tmsg_free(&t[1]);
+}
+
+/* What the daemon's commit delay looks at: the age of the batch a flush
+ * would start, and nothing while a batch is in flight. */
+Test(queue, pending_since)
+{
+	struct queue_spool *s = open_rw(NULL);
+	struct seen sn = {0};
+	struct timespec ts;
+	struct tmsg t;
+	char id[QUEUE_ID_LEN + 1] = "";
+	uint64_t before, since;
+
+	cr_assert_eq(queue_spool_pending_since(s), 0);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	before = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	tmsg_make(&t, 1, 1000);
+	cr_assert_eq(queue_spool_append(s, &t.in, seen_cb, &sn, id), 0);
+	since = queue_spool_pending_since(s);
+	cr_assert_geq(since, before);
+	cr_assert_leq(since, before + 60 * 1000000ull);
+
+	/* A second append leaves the batch's age alone. */
+	cr_assert_eq(queue_spool_append(s, &t.in, seen_cb, &sn, id), 0);
+	cr_assert_eq(queue_spool_pending_since(s), since);
+
+	/* In flight: a flush would start nothing. */
+	queue_spool_flush(s);
+	cr_assert_eq(queue_spool_pending_since(s), 0);
+	cr_assert_eq(queue_spool_append(s, &t.in, seen_cb, &sn, id), 0);
+	cr_assert_eq(queue_spool_pending_since(s), 0);
+	fake_pump(&fio);
+	fake_pump(&fio);
+	cr_assert_eq(sn.calls, 2);
+
+	/* The batch written behind it came from the third append. */
+	cr_assert_eq(queue_spool_pending_since(s), 0);
+	fake_pump(&fio);
+	fake_pump(&fio);
+	cr_assert_eq(sn.calls, 3);
+	cr_assert(queue_spool_idle(s));
+	queue_spool_close(s);
+	tmsg_free(&t);
 }

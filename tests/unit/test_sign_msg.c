@@ -314,11 +314,13 @@ Test(sign_msg, pool_completes_via_eventfd, .fini = done)
 			     SIGN_JOB);
 		cr_assert_eq(sign_pool_submit(p, job, pool_cb, &n), 0);
 	}
+	cr_assert_eq(sign_pool_outstanding(p), 50);
 	pfd.fd = sign_pool_fd(p);
 	pfd.events = POLLIN;
 	while (n < 50) {
 		cr_assert_gt(poll(&pfd, 1, 5000), 0, "pool stalled at %d", n);
 		sign_pool_reap(p);
+		cr_assert_eq(sign_pool_outstanding(p), (size_t)(50 - n));
 	}
 	cr_assert_eq(n, 50);
 	sign_pool_free(p);
