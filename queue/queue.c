@@ -1759,9 +1759,22 @@ static void queue_spool_sync_cb(void *arg, int res)
 
 static void queue_spool_write_cb(void *arg, int res);
 
+/* queue_write - one write of the batch: synchronous writes if the I/O
+ * backend has them (every byte of a batch then goes through one). */
+static int queue_write(struct queue_spool *s, const void *buf, size_t len,
+		       uint64_t off)
+{
+	if (s->io.pwrite_sync)
+		return s->io.pwrite_sync(s->io.ctx, s->seg_fd, buf, len, off,
+					 queue_spool_write_cb, s);
+	return s->io.pwrite(s->io.ctx, s->seg_fd, buf, len, off,
+			    queue_spool_write_cb, s);
+}
+
 /*
  * queue_write_more - submit the unwritten rest of the MARK and the batch,
- * or the sync. The MARK, when there is one, is a pwrite of its own.
+ * or the sync. The MARK, when there is one, is a write of its own. With
+ * synchronous writes, the batch is durable when the last one is done.
  */
 static int queue_write_more(struct queue_spool *s)
 {
@@ -1770,13 +1783,15 @@ static int queue_write_more(struct queue_spool *s)
 	size_t at;
 
 	if (s->wr_done < s->mark_len)
-		return s->io.pwrite(s->io.ctx, s->seg_fd, s->mark + s->wr_done,
-				    s->mark_len - s->wr_done, off,
-				    queue_spool_write_cb, s);
+		return queue_write(s, s->mark + s->wr_done,
+				   s->mark_len - s->wr_done, off);
 	at = (size_t)s->wr_done - s->mark_len;
 	if (at < b->len)
-		return s->io.pwrite(s->io.ctx, s->seg_fd, b->buf + at,
-				    b->len - at, off, queue_spool_write_cb, s);
+		return queue_write(s, b->buf + at, b->len - at, off);
+	if (s->io.pwrite_sync) {
+		queue_batch_done(s);
+		return 0;
+	}
 	return s->io.fdatasync(s->io.ctx, s->seg_fd, queue_spool_sync_cb, s);
 }
 

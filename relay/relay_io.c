@@ -409,9 +409,10 @@ static void relay_uring_prepare_cb(uv_prepare_t *h)
 		io_uring_submit(&io->ring);
 }
 
-/* relay_uring_fop - queue a file write or fdatasync. */
+/* relay_uring_fop - queue a file write (RWF_DSYNC when sync) or an
+ * fdatasync. */
 static int relay_uring_fop(struct relay_io *io, enum relay_op_kind kind, int fd,
-			   const void *buf, size_t len, uint64_t off,
+			   const void *buf, size_t len, uint64_t off, bool sync,
 			   queue_io_cb cb, void *arg)
 {
 	struct relay_fop *f = malloc(sizeof(*f));
@@ -427,9 +428,11 @@ static int relay_uring_fop(struct relay_io *io, enum relay_op_kind kind, int fd,
 	f->op.kind = kind;
 	f->cb = cb;
 	f->arg = arg;
-	if (kind == RELAY_OP_WRITE)
+	if (kind == RELAY_OP_WRITE) {
 		io_uring_prep_write(sqe, fd, buf, (unsigned)len, off);
-	else
+		if (sync)
+			sqe->rw_flags = RWF_DSYNC;
+	} else
 		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
 	io_uring_sqe_set_data(sqe, &f->op);
 	return 0;
@@ -439,13 +442,24 @@ static int relay_uring_fop(struct relay_io *io, enum relay_op_kind kind, int fd,
 static int relay_uring_pwrite(void *ctx, int fd, const void *buf, size_t len,
 			      uint64_t off, queue_io_cb cb, void *arg)
 {
-	return relay_uring_fop(ctx, RELAY_OP_WRITE, fd, buf, len, off, cb, arg);
+	return relay_uring_fop(ctx, RELAY_OP_WRITE, fd, buf, len, off, false,
+			       cb, arg);
+}
+
+/* relay_uring_pwrite_sync - struct queue_io pwrite_sync: RWF_DSYNC. */
+static int relay_uring_pwrite_sync(void *ctx, int fd, const void *buf,
+				   size_t len, uint64_t off, queue_io_cb cb,
+				   void *arg)
+{
+	return relay_uring_fop(ctx, RELAY_OP_WRITE, fd, buf, len, off, true,
+			       cb, arg);
 }
 
 /* relay_uring_fdatasync - struct queue_io fdatasync through the ring. */
 static int relay_uring_fdatasync(void *ctx, int fd, queue_io_cb cb, void *arg)
 {
-	return relay_uring_fop(ctx, RELAY_OP_FSYNC, fd, NULL, 0, 0, cb, arg);
+	return relay_uring_fop(ctx, RELAY_OP_FSYNC, fd, NULL, 0, 0, false, cb,
+			       arg);
 }
 
 /* relay_uring_setup - create the ring and attach it to the loop. */
@@ -503,6 +517,7 @@ static int relay_uring_setup(struct relay_io *io, const char **why)
 	io->file.ctx = io;
 	io->file.pwrite = relay_uring_pwrite;
 	io->file.fdatasync = relay_uring_fdatasync;
+	io->file.pwrite_sync = relay_uring_pwrite_sync;
 	return 0;
 
 fail_efd:

@@ -34,7 +34,8 @@ struct fake_op {
 struct fake_io {
 	struct fake_op q[64];
 	size_t nq;
-	int writes;	  /* pwrite submissions */
+	int writes;	  /* pwrite submissions, sync ones included */
+	int sync_writes;  /* pwrite_sync submissions */
 	int syncs;	  /* fdatasync submissions */
 	size_t max_nq;	  /* most completions outstanding at once */
 	size_t wlen[256]; /* length of each pwrite submission */
@@ -102,6 +103,21 @@ static int fake_fdatasync(void *ctx, int fd, queue_io_cb cb, void *arg)
 	return 0;
 }
 
+/* fake_pwrite_sync - fake_pwrite, then fdatasync before it reports. */
+static int fake_pwrite_sync(void *ctx, int fd, const void *buf, size_t len,
+			    uint64_t off, queue_io_cb cb, void *arg)
+{
+	struct fake_io *f = ctx;
+	int r = fake_pwrite(ctx, fd, buf, len, off, cb, arg);
+
+	if (r == 0) {
+		f->sync_writes++;
+		if (f->q[f->nq - 1].res >= 0 && fdatasync(fd) < 0)
+			f->q[f->nq - 1].res = -errno;
+	}
+	return r;
+}
+
 /* fake_pump - deliver the oldest completion; false if there was none. */
 static bool fake_pump(struct fake_io *f)
 {
@@ -126,7 +142,7 @@ static void fake_pump_all(struct fake_io *f)
 /* fake_io - a struct queue_io over f. */
 static struct queue_io fake_io(struct fake_io *f)
 {
-	return (struct queue_io){f, fake_pwrite, fake_fdatasync};
+	return (struct queue_io){f, fake_pwrite, fake_fdatasync, NULL};
 }
 
 /* ---- fixtures and helpers ---- */
@@ -1665,6 +1681,82 @@ Test(queue, pending_since)
 	fake_pump(&fio);
 	cr_assert_eq(sn.calls, 3);
 	cr_assert(queue_spool_idle(s));
+	queue_spool_close(s);
+	tmsg_free(&t);
+}
+
+/* With synchronous writes (io_uring's RWF_DSYNC), a batch is confirmed
+ * when its last write is, with no fdatasync of its own. */
+Test(queue, sync_writes_confirm_batches)
+{
+	struct queue_spool *s;
+	struct tmsg t[30];
+	struct seen sn[30];
+	char id[30][QUEUE_ID_LEN + 1];
+
+	io.pwrite_sync = fake_pwrite_sync;
+	s = open_rw(NULL);
+	memset(sn, 0, sizeof(sn));
+	for (int i = 0; i < 30; i++)
+		tmsg_make(&t[i], (unsigned)i + 40, 100 + (size_t)i);
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(
+		    queue_spool_append(s, &t[i].in, seen_cb, &sn[i], id[i]), 0);
+	queue_spool_flush(s);
+	for (int i = 20; i < 30; i++)
+		cr_assert_eq(
+		    queue_spool_append(s, &t[i].in, seen_cb, &sn[i], id[i]), 0);
+	cr_assert_eq(fio.sync_writes, 1);
+	cr_assert_eq(sn[0].calls, 0);
+
+	/* The second batch goes out in short writes: each piece is a
+	 * synchronous write. */
+	fio.short_max = 37;
+	fake_pump(&fio); /* the first batch is durable */
+	for (int i = 0; i < 30; i++)
+		cr_assert_eq(sn[i].calls, i < 20, "message %d", i);
+	cr_assert_eq(fio.sync_writes, 2, "the next batch starts by itself");
+	fake_pump_all(&fio);
+	for (int i = 0; i < 30; i++) {
+		cr_assert_eq(sn[i].calls, 1);
+		cr_assert_eq(sn[i].res, 0);
+	}
+	cr_assert_gt(fio.sync_writes, 3);
+	cr_assert_eq(fio.sync_writes, fio.writes);
+	cr_assert_eq(fio.syncs, 0);
+	queue_spool_close(s);
+
+	s = open_rw(NULL);
+	cr_assert_eq(queue_spool_count(s), 30);
+	for (int i = 0; i < 30; i++)
+		check_msg(s, id[i], &t[i]);
+	queue_spool_close(s);
+	for (int i = 0; i < 30; i++)
+		tmsg_free(&t[i]);
+}
+
+/* A synchronous write that fails fails its batch like a failed sync. */
+Test(queue, sync_write_failure)
+{
+	struct queue_spool *s;
+	struct tmsg t;
+	struct seen sn = {0};
+	char id[QUEUE_ID_LEN + 1];
+
+	io.pwrite_sync = fake_pwrite_sync;
+	s = open_rw(NULL);
+	tmsg_make(&t, 77, 500);
+	cr_assert_eq(queue_spool_append(s, &t.in, seen_cb, &sn, id), 0);
+	arm_write_enospc();
+	queue_spool_flush(s);
+	fake_pump_all(&fio);
+	cr_assert_eq(sn.calls, 1);
+	cr_assert_eq(sn.res, -ENOSPC);
+	cr_assert_eq(queue_spool_count(s), 0);
+	queue_spool_close(s);
+
+	s = open_rw(NULL);
+	cr_assert_eq(queue_spool_count(s), 0);
 	queue_spool_close(s);
 	tmsg_free(&t);
 }
