@@ -32,7 +32,10 @@
  * in-flight batch and writes it at the durable end of the newest segment.
  * Record offsets inside a batch are relative, so a batch that fails never
  * disturbs the one queued behind it. When a batch completes and another is
- * pending, the next one is started at once.
+ * pending, the next one is started at once. A batch is durable after its
+ * writes and one fdatasync, or, when the I/O backend has synchronous
+ * writes (io_uring with RWF_DSYNC), after its writes alone: each covers
+ * the bytes it wrote, and a short write's rest is written the same way.
  *
  * Segments: the spool keeps one struct queue_seg per file on disk, oldest
  * first, with the bytes and count of the live MSG records in it and the
