@@ -13,6 +13,8 @@
 #   BUILD_DIR    the CMake build tree (default ./build)
 #
 # What it does:
+#   0. waxseal sign-bench -d 1 -r 3 -j NCPU                (the signing
+#      ceiling: a bare private-key loop on every core)
 #   1. waxseal-bench run SCENARIO --keep R --sink-port P   (waxseal; it
 #      writes the keys, KeyTable, SigningTable and transport into R)
 #   2. bench/postfix-opendkim.sh start W R                 (prints PORT)
@@ -114,6 +116,21 @@ fi
 [ -n "$sink_port" ] || { echo "compare.sh: no free sink port" >&2; exit 1; }
 
 status=0
+
+# The machine's signing ceiling, before the relays load it.
+ncpu=$(nproc)
+cmd_sign="$build/relay/waxseal sign-bench -d 1 -r 3 -j $ncpu"
+echo "compare.sh: signing ceiling: $cmd_sign" >&2
+timeout 600 $cmd_sign >"$base/sign.txt" 2>"$base/sign.err" || {
+	echo "compare.sh: sign-bench failed, see $base/sign.err" >&2
+	status=1
+}
+if grep -q '= *rsa' "$scenario"; then
+	sign_key=rsa-2048
+else
+	sign_key=ed25519
+fi
+
 cmd_wax="$bench run $scenario --messages $messages --keep $run --sink-port $sink_port --json"
 echo "compare.sh: waxseal: $cmd_wax" >&2
 timeout 600 $cmd_wax >"$base/waxseal.json" 2>"$base/waxseal.err" || {
@@ -149,7 +166,8 @@ pfx_version=$(postconf -d mail_version 2>/dev/null | sed 's/.*= //')
 dkim_version=$(opendkim -V 2>/dev/null | sed -n 's/.*Filter v//p' | head -1)
 wax_version=$("$build/relay/waxseal" --version 2>/dev/null | head -1)
 
-WAX_JSON=$base/waxseal.json PFX_JSON=$base/postfix.json \
+SIGN_TXT=$base/sign.txt SIGN_KEY=$sign_key NCPU=$ncpu \
+	WAX_JSON=$base/waxseal.json PFX_JSON=$base/postfix.json \
 	SCENARIO=$(basename "$scenario" .scenario) MESSAGES=$messages \
 	WAX_NAME="$wax_version" PFX_NAME="Postfix $pfx_version + OpenDKIM $dkim_version" \
 	timeout 30 python3 - <<'PY'
@@ -184,6 +202,28 @@ for name, path in ((os.environ["WAX_NAME"], os.environ["WAX_JSON"]),
         num(d.get("pass"), "{:.0f}"), num(d.get("verified"), "{:.0f}"),
         num(s.get("messages"), "{:.0f}"), num(m.get("accepted"), "{:.0f}"),
         "yes" if r.get("complete") else "no"))
+
+# The ceiling: sign-bench's raw column for the scenario's key on every
+# core, and waxseal's end-to-end rate against it.
+raw = None
+try:
+    for line in open(os.environ["SIGN_TXT"]):
+        f = line.split()
+        if len(f) >= 6 and f[0] == os.environ["SIGN_KEY"] and \
+                f[1] == os.environ["NCPU"]:
+            raw = float(f[5])
+except OSError:
+    pass
+w = load(os.environ["WAX_JSON"]) or {}
+e2e = w.get("end_to_end_per_s")
+if raw:
+    print("\nSigning ceiling: %s, bare private-key loop on %s threads: "
+          "%s signatures/s; waxseal end to end: %s" % (
+              os.environ["SIGN_KEY"], os.environ["NCPU"],
+              num(raw, "{:,.0f}"),
+              "n/a" if e2e is None else "%.0f%% of it" % (100 * e2e / raw)))
+else:
+    print("\nSigning ceiling: not measured (see sign.err)")
 PY
 
 cat <<EOF
@@ -195,6 +235,7 @@ Postfix maillog: $sent sent, $deferred deferred, $rejected milter rejects
 Commands (R = $run, W = $pfx):
 
     $invocation
+    $cmd_sign
     $cmd_wax
     bench/postfix-opendkim.sh start $pfx $run    # printed $port
     $cmd_pfx
