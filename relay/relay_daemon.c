@@ -257,7 +257,20 @@ static void relay_daemon_reload_cb(uv_signal_t *h, int signum)
 		return;
 	}
 
-	/* XXX: listen addresses, queue and pool sizes need a restart. */
+	/* Delivery first: if its maps or TLS files fail, nothing changes. */
+	if (relay_sched_reload(d->sched, &g->conf, err, sizeof(err)) < 0) {
+		relay_err(NULL, "reload-failed reason=\"%s\"", err);
+		relay_gen_put(g);
+		return;
+	}
+	g->refs++;
+	relay_gen_put(d->sched_gen);
+	d->sched_gen = g;
+
+	/*
+	 * XXX: listen addresses, the spool's sizes, sign_threads and
+	 * dns_servers need a restart.
+	 */
 	relay_log_level = g->conf.log_level;
 	relay_smtpd_set_gen(d->smtpd, g);
 	relay_info(NULL, "reloaded config=%s", d->path);
@@ -315,8 +328,7 @@ static int relay_daemon_start(struct relay_daemon *d, struct relay_gen *g)
 	d->pool_poll.data = d;
 	uv_poll_start(&d->pool_poll, UV_READABLE, relay_daemon_pool_cb);
 
-	/* Delivery keeps the first generation: its settings (maps, TLS,
-	 * resolver) need a restart to change. */
+	/* Delivery holds a generation of its own, replaced on reload. */
 	g->refs++;
 	d->sched_gen = g;
 	r = relay_sched_new(&d->sched, &d->loop, d->io, d->spool, c, err,

@@ -126,6 +126,7 @@ struct sched_conn {
 	size_t nhost, hi, ai;
 	int tries;
 	bool plain;
+	bool stale; /* made before a reload: no transaction after this */
 	int64_t idle_since;
 	char last[512];
 	struct sockaddr_storage addr;
@@ -272,6 +273,18 @@ static void sched_find_msgid(struct sched_msg *m)
 
 static void sched_rate_closed_cb(uv_handle_t *h);
 
+/* sched_dest_limit - d's concurrency limit from the configuration. */
+static void sched_dest_limit(struct sched_dest *d)
+{
+	const char *lim = relay_map_get(d->s->limits, d->key);
+
+	d->limit = (int)d->s->c->default_destination_concurrency_limit;
+	if (lim && atoi(lim) > 0)
+		d->limit = atoi(lim);
+	if (d->limit < 1)
+		d->limit = 1;
+}
+
 /* sched_dests_grow - twice the buckets, every destination rehashed. */
 static void sched_dests_grow(struct relay_sched *s)
 {
@@ -298,7 +311,6 @@ static struct sched_dest *sched_dest_get(struct relay_sched *s,
 {
 	size_t b = sched_hash(key) % s->ndestbuckets;
 	struct sched_dest *d;
-	const char *lim;
 
 	for (d = s->dests[b]; d; d = d->hnext)
 		if (strcasecmp(d->key, key) == 0)
@@ -313,12 +325,7 @@ static struct sched_dest *sched_dest_get(struct relay_sched *s,
 	}
 	d->s = s;
 	d->hop = *hop;
-	d->limit = (int)s->c->default_destination_concurrency_limit;
-	lim = relay_map_get(s->limits, key);
-	if (lim && atoi(lim) > 0)
-		d->limit = atoi(lim);
-	if (d->limit < 1)
-		d->limit = 1;
+	sched_dest_limit(d);
 	d->window = (int)s->c->initial_destination_concurrency;
 	if (d->window > d->limit)
 		d->window = d->limit;
@@ -814,6 +821,14 @@ static void sched_conn_take(struct sched_conn *k)
 	size_t i;
 	int r;
 
+	/* A connection made under the settings before a reload ends here;
+	 * the pump opens a new one if jobs wait. */
+	if (k->stale && !d->s->stopping) {
+		sched_conn_gone(k);
+		sched_conn_maybe_free(k);
+		sched_pump(d);
+		return;
+	}
 	if (d->s->stopping || d->suspended_until || !sched_rate_ok(d) ||
 	    (j = sched_dest_pop(d)) == NULL) {
 		if (d->s->stopping) {
@@ -1532,6 +1547,101 @@ void relay_sched_start(struct relay_sched *s)
 	sched_heap_arm(s);
 	free(ids.v);
 	free(ids.at);
+}
+
+int relay_sched_reload(struct relay_sched *s, const struct conf *c,
+		       char *err, size_t errlen)
+{
+	struct relay_map *transport = NULL, *limits = NULL;
+	struct relay_tls_ctx *tls = NULL;
+	struct relay_dlog *dlog = NULL;
+	struct relay_map_hop relayhost = {0};
+	bool have_relayhost = false, hold_all = false;
+	bool was_held = s->hold_all;
+	struct sched_conn *k, *next;
+	struct sched_dest *d;
+	size_t i, b;
+	int r;
+
+	/* Everything that can fail first, so that a failure changes nothing. */
+	for (i = 0; i < c->defer_transports.n; i++)
+		if (strcasecmp(c->defer_transports.v[i], "smtp") == 0)
+			hold_all = true;
+	if (c->relayhost[0]) {
+		if (relay_map_hop_parse(&relayhost, c->relayhost) < 0) {
+			snprintf(err, errlen, "%s: relayhost: bad next hop: %s",
+				 c->path, c->relayhost);
+			return -EINVAL;
+		}
+		have_relayhost = true;
+	}
+	r = relay_map_load(&transport, c->transport_maps, err, errlen);
+	if (r < 0)
+		goto fail;
+	r = relay_map_load(&limits, c->destination_concurrency_limits, err,
+			   errlen);
+	if (r < 0)
+		goto fail;
+	r = relay_tls_client_ctx_new(&tls, c, err, errlen);
+	if (r < 0)
+		goto fail;
+	if (strcmp(c->delivery_log, s->c->delivery_log) != 0) {
+		r = relay_dlog_open(&dlog, c->delivery_log);
+		if (r < 0) {
+			snprintf(err, errlen, "%s: delivery_log: %s: %s",
+				 c->path, c->delivery_log, strerror(-r));
+			goto fail;
+		}
+	}
+
+	relay_map_free(s->transport);
+	relay_map_free(s->limits);
+	s->transport = transport;
+	s->limits = limits;
+	relay_tls_ctx_free(s->tls); /* connections keep their reference */
+	s->tls = tls;
+	if (dlog) {
+		relay_dlog_close(s->dlog);
+		s->dlog = dlog;
+	}
+	s->c = c;
+	s->relayhost = relayhost;
+	s->have_relayhost = have_relayhost;
+	s->hold_all = hold_all;
+
+	/* Destinations take the new limits and forget sessions made under
+	 * the old TLS settings; connections made before end after their
+	 * transaction (idle ones at once), so that new settings apply. */
+	for (b = 0; b < s->ndestbuckets; b++) {
+		for (d = s->dests[b]; d; d = d->hnext) {
+			sched_dest_limit(d);
+			if (d->window > d->limit)
+				d->window = d->limit;
+			relay_tls_session_put(d->session);
+			d->session = NULL;
+		}
+	}
+	for (k = s->conns; k; k = next) {
+		next = k->anext;
+		k->stale = true;
+		if (k->st == C_READY) {
+			sched_conn_gone(k);
+			sched_conn_maybe_free(k);
+		}
+	}
+	relay_info(NULL, "delivery reloaded relayhost=%s transport_maps=%s%s",
+		   c->relayhost[0] ? c->relayhost : "-",
+		   c->transport_maps[0] ? c->transport_maps : "-",
+		   hold_all ? " held=defer_transports" : "");
+	if (was_held && !hold_all)
+		relay_sched_start(s);
+	return 0;
+
+fail:
+	relay_map_free(transport);
+	relay_map_free(limits);
+	relay_tls_ctx_free(tls);
+	return r;
 }
 
 void relay_sched_queued(struct relay_sched *s, const char *id)

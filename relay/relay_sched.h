@@ -64,6 +64,18 @@ int relay_sched_new(struct relay_sched **out, uv_loop_t *loop,
 		    struct relay_io *io, struct queue_spool *sp,
 		    const struct conf *c, char *err, size_t errlen);
 
+/*
+ * relay_sched_reload - delivery settings from c (SIGHUP): relayhost,
+ * transport_maps, destination_concurrency_limits, defer_transports,
+ * delivery_log, the client's TLS settings, and every limit, timeout and
+ * backoff read as it is used. c must outlive the scheduler or the next
+ * reload. Connections made before end after their current transaction;
+ * jobs under way go on. dns_servers needs a restart. 0, or -errno with
+ * the reason in err, and then nothing changed.
+ */
+int relay_sched_reload(struct relay_sched *s, const struct conf *c,
+		       char *err, size_t errlen);
+
 /* relay_sched_start - schedule every live message of the spool. */
 void relay_sched_start(struct relay_sched *s);
 

@@ -109,6 +109,7 @@ static void smtpc_maybe_free(struct relay_smtpc *c)
 	free(c->out);
 	free(c->helo);
 	free(c->host);
+	relay_tls_ctx_free(c->o.tls);
 	free(c);
 }
 
@@ -790,6 +791,7 @@ int relay_smtpc_open(struct relay_smtpc **out, struct relay_io *io,
 	c->io = io;
 	c->loop = loop;
 	c->o = *opts;
+	c->o.tls = relay_tls_ctx_ref(opts->tls);
 	c->cbs = *cbs;
 	c->arg = arg;
 	c->helo = strdup(opts->helo ? opts->helo : "localhost");
@@ -819,6 +821,7 @@ int relay_smtpc_open(struct relay_smtpc **out, struct relay_io *io,
 fail:
 	free(c->helo);
 	free(c->host);
+	relay_tls_ctx_free(c->o.tls);
 	free(c);
 	return r;
 }

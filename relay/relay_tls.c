@@ -22,6 +22,7 @@
 
 struct relay_tls_ctx {
 	SSL_CTX *ssl;
+	int refs; /* references beyond the first */
 };
 
 struct relay_tls {
@@ -247,10 +248,21 @@ fail:
 	return -EINVAL;
 }
 
+struct relay_tls_ctx *relay_tls_ctx_ref(struct relay_tls_ctx *ctx)
+{
+	if (ctx != NULL)
+		ctx->refs++;
+	return ctx;
+}
+
 void relay_tls_ctx_free(struct relay_tls_ctx *ctx)
 {
 	if (ctx == NULL)
 		return;
+	if (ctx->refs > 0) {
+		ctx->refs--;
+		return;
+	}
 	SSL_CTX_free(ctx->ssl);
 	free(ctx);
 }

@@ -47,6 +47,14 @@ struct relay_tls;
  */
 int relay_tls_ctx_new(struct relay_tls_ctx **out, const struct conf *c,
 		      char *err, size_t errlen);
+
+/*
+ * relay_tls_ctx_ref - one more reference to ctx (may be NULL), returned;
+ * relay_tls_ctx_free drops one, and the last frees the context. A
+ * connection that keeps the context takes one, so that a reload may
+ * replace it while the connection lives.
+ */
+struct relay_tls_ctx *relay_tls_ctx_ref(struct relay_tls_ctx *ctx);
 void relay_tls_ctx_free(struct relay_tls_ctx *ctx);
 
 /*
