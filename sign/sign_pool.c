@@ -29,7 +29,7 @@
 
 #include "sign/sign_job.h"
 
-#define POOL_BATCH 4
+#define POOL_BATCH 8
 
 struct sign_pool {
 	pthread_mutex_t lock;
