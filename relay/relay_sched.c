@@ -375,7 +375,8 @@ static void sched_dests_sweep(struct relay_sched *s, int64_t now)
 				d->empty_since = now;
 			} else if (now - d->empty_since >= limit) {
 				*pp = d->hnext;
-				relay_debug(NULL, "dest-forget dest=%s", d->key);
+				relay_debug(NULL, "dest-forget dest=%s",
+					    d->key);
 				sched_dest_free(d);
 				s->ndests--;
 				n++;
@@ -1629,7 +1630,7 @@ int relay_sched_reload(struct relay_sched *s, const struct conf *c,
 			sched_conn_maybe_free(k);
 		}
 	}
-	relay_info(NULL, "delivery reloaded relayhost=%s transport_maps=%s%s",
+	relay_info(NULL, "delivery-reloaded relayhost=%s transport_maps=%s%s",
 		   c->relayhost[0] ? c->relayhost : "-",
 		   c->transport_maps[0] ? c->transport_maps : "-",
 		   hold_all ? " held=defer_transports" : "");

@@ -57,7 +57,7 @@ def test_reload_routes_and_holds(relay, sink, tmp_path):
     mid2 = send(r, "two@routed.test", "after map change")
     assert b.wait_messages(1, timeout=30)[0].header("Message-ID") == mid2
     assert len(a.messages()) == 2
-    r.wait_log(r"delivery reloaded relayhost=- transport_maps=%s"
+    r.wait_log(r"delivery-reloaded relayhost=- transport_maps=%s"
                % tm, count=1)
 
     # A relayhost takes every domain.
