@@ -390,7 +390,7 @@ int sign_verify_sig(struct sign_hdr_field *f, size_t nf, size_t sig,
 	char *txt = NULL, why[96];
 	uint8_t md[32], *sigb = NULL;
 	size_t vlen, sl;
-	int n, alg, hc, bc, r;
+	int n, alg = -1, hc = 0, bc = 0, r;
 
 	memset(res, 0, sizeof(*res));
 	memset(&pk, 0, sizeof(pk));
