@@ -169,17 +169,47 @@ fail:
 	return r;
 }
 
-int relay_map_load(struct relay_map **out, const char *path, char *err,
+/*
+ * map_source - the file behind a map name as Postfix writes it: "type:"
+ * prefixes of indexed maps name the source file that postmap(1) reads,
+ * and that is the file waxseal reads; any other type is refused.
+ */
+static const char *map_source(const char *name, char *err, size_t errlen)
+{
+	static const char *const indexed[] = {"texthash", "hash",  "lmdb",
+					      "btree",	  "cdb",   "dbm",
+					      "sdbm",	  NULL};
+	size_t n = strspn(name, "abcdefghijklmnopqrstuvwxyz");
+
+	if (n == 0 || name[n] != ':')
+		return name;
+	for (size_t i = 0; indexed[i]; i++)
+		if (strlen(indexed[i]) == n &&
+		    strncmp(name, indexed[i], n) == 0)
+			return name + n + 1;
+	snprintf(err, errlen,
+		 "%s: map type %.*s is not supported (a plain file of "
+		 "\"key value\" lines is; hash:, lmdb:, cdb: and texthash: "
+		 "name that file)",
+		 name, (int)n, name);
+	return NULL;
+}
+
+int relay_map_load(struct relay_map **out, const char *name, char *err,
 		   size_t errlen)
 {
 	struct stat st;
+	const char *path;
 	char *buf = NULL;
 	size_t got = 0;
 	ssize_t n;
 	int fd, r;
 
-	if (path == NULL || path[0] == '\0')
+	if (name == NULL || name[0] == '\0')
 		return relay_map_parse(out, "", "", 0, err, errlen);
+	path = map_source(name, err, errlen);
+	if (path == NULL)
+		return -EINVAL;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		r = -errno;

@@ -38,10 +38,13 @@ int relay_map_parse(struct relay_map **out, const char *name,
 		    const char *buf, size_t len, char *err, size_t errlen);
 
 /*
- * relay_map_load - a map from the file path; an empty path gives an empty
- * map. 0, -errno from opening or reading (err names the file), -EINVAL.
+ * relay_map_load - a map from the file name; an empty name gives an empty
+ * map. Postfix's "hash:FILE", "lmdb:FILE", "cdb:FILE", "texthash:FILE"
+ * (and the other indexed types) read FILE, the text postmap(1) indexes;
+ * other types ("regexp:", "mysql:", ...) are refused with -EINVAL. 0,
+ * -errno from opening or reading (err names the file), -EINVAL.
  */
-int relay_map_load(struct relay_map **out, const char *path, char *err,
+int relay_map_load(struct relay_map **out, const char *name, char *err,
 		   size_t errlen);
 
 /* relay_map_get - the value of key, or NULL. */

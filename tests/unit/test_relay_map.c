@@ -137,3 +137,36 @@ Test(relay_map, next_hops)
 	cr_assert_eq(relay_map_hop_parse(&h, "::1"), -EINVAL);
 	cr_assert_eq(relay_map_hop_parse(&h, "a b"), -EINVAL);
 }
+
+/* Map names as Postfix writes them: indexed types read their source. */
+Test(relay_map, postfix_map_types)
+{
+	char path[] = "/tmp/test_relay_map_XXXXXX", name[64], err[256] = "";
+	struct relay_map *m = NULL;
+	int fd = mkstemp(path);
+	FILE *f = fdopen(fd, "w");
+	const char *ok[] = {"hash", "lmdb", "cdb", "texthash", "btree"};
+
+	fputs("news.test [10.0.0.1]:25\n", f);
+	fclose(f);
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		snprintf(name, sizeof(name), "%s:%s", ok[i], path);
+		cr_assert_eq(relay_map_load(&m, name, err, sizeof(err)), 0,
+			     "%s: %s", name, err);
+		cr_assert_str_eq(relay_map_get(m, "news.test"),
+				 "[10.0.0.1]:25");
+		relay_map_free(m);
+	}
+
+	snprintf(name, sizeof(name), "regexp:%s", path);
+	cr_assert_eq(relay_map_load(&m, name, err, sizeof(err)), -EINVAL);
+	cr_assert_not_null(strstr(err, "map type regexp is not supported"),
+			   "%s", err);
+	cr_assert_not_null(strstr(err, name), "%s", err);
+	unlink(path);
+
+	/* The source file is what must exist. */
+	snprintf(name, sizeof(name), "hash:%s", path);
+	cr_assert_eq(relay_map_load(&m, name, err, sizeof(err)), -ENOENT);
+	cr_assert_not_null(strstr(err, path), "%s", err);
+}
