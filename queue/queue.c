@@ -93,6 +93,7 @@ struct queue_ent {
 	struct queue_ent *prev;	 /* arrival order */
 	struct queue_ent *next;
 	bool resync; /* its state is being restated after a failure */
+	bool restate; /* recovery met a copy of it: restate once open */
 };
 
 /* One segment file on disk. */
@@ -149,6 +150,8 @@ struct queue_spool {
 	size_t nsegs;
 	size_t capsegs;
 	bool copying;	/* copies made by reclaiming are not yet durable */
+	int restating;	/* 1: state restated after recovery is pending,
+			 * 2: in flight; older segments stay until 0 */
 	bool dir_dirty; /* an unlink not yet made durable by fsync */
 
 	struct queue_ent **tab;
@@ -1213,6 +1216,7 @@ static int queue_rec_apply(struct queue_spool *s, unsigned type,
 	old = queue_tab_find(s, e->idval);
 	if (old) {
 		queue_index_replace(s, old, e);
+		old->restate = true;
 		return 0;
 	}
 	r = queue_index_add(s, e);
@@ -1373,6 +1377,69 @@ fail:
 	return r;
 }
 
+/* queue_ent_cmp - qsort order of entries: by ID. */
+static int queue_ent_cmp(const void *a, const void *b)
+{
+	uint64_t x = (*(struct queue_ent *const *)a)->idval;
+	uint64_t y = (*(struct queue_ent *const *)b)->idval;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * queue_list_sort - put the list of live messages in ID order, which is
+ * arrival order (IDs only grow). Recovery builds it in log order, and
+ * that is arrival order only until reclaiming copies an old message
+ * behind newer ones; sorting makes the order after a restart the order
+ * before it. New messages take larger IDs, so the list stays sorted.
+ */
+static int queue_list_sort(struct queue_spool *s)
+{
+	struct queue_ent **v, *e;
+	size_t n = 0, i;
+
+	if (s->count < 2)
+		return 0;
+	v = malloc(s->count * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (e = s->head; e; e = e->next)
+		v[n++] = e;
+	qsort(v, n, sizeof(*v), queue_ent_cmp);
+	for (i = 0; i < n; i++) {
+		v[i]->prev = i ? v[i - 1] : NULL;
+		v[i]->next = i + 1 < n ? v[i + 1] : NULL;
+	}
+	s->head = v[0];
+	s->tail = v[n - 1];
+	free(v);
+	return 0;
+}
+
+/*
+ * queue_restate_copies - recovery met both the original and a copy of
+ * some messages (a crash between a copy and the deletion of its
+ * segment): their state comes from the records of both, but the copy
+ * alone may not carry all of it (its batch may have been torn after the
+ * MSG record). Append each such message's whole state to the first batch
+ * and keep older segments until that batch is durable, so that the
+ * newest segments vouch for it on their own.
+ */
+static int queue_restate_copies(struct queue_spool *s)
+{
+	for (struct queue_ent *e = s->head; e; e = e->next) {
+		if (!e->restate)
+			continue;
+		e->restate = false;
+		if (s->rdonly)
+			continue;
+		if (queue_put_state(s, e, true) < 0)
+			return -ENOMEM;
+		s->restating = 1;
+	}
+	return 0;
+}
+
 /* queue_spool_open - create dir if needed, recover it, return a spool. */
 int queue_spool_open(struct queue_spool **out, const char *dir,
 		     const struct queue_limits *lim, const struct queue_io *io,
@@ -1425,6 +1492,10 @@ int queue_spool_open(struct queue_spool **out, const char *dir,
 	}
 
 	r = queue_spool_recover(s, err, errlen, dir);
+	if (r == 0)
+		r = queue_list_sort(s);
+	if (r == 0)
+		r = queue_restate_copies(s);
 	if (r < 0)
 		goto fail;
 	*out = s;
@@ -1577,7 +1648,7 @@ static void queue_reclaim(struct queue_spool *s)
 	}
 
 	if (g->live == 0) {
-		if (g->maxid > s->segs[s->nsegs - 1].maxid)
+		if (g->maxid > s->segs[s->nsegs - 1].maxid || s->restating)
 			return;
 		queue_seg_name(name, sizeof(name), g->num);
 		if (unlinkat(s->dirfd, name, 0) < 0 && errno != ENOENT) {
@@ -1664,6 +1735,10 @@ static void queue_batch_fail(struct queue_spool *s, int err)
 	struct queue_batch *b = &s->flight;
 	struct queue_ent *e;
 
+	/* The restated state goes again with the resync below. */
+	if (s->restating == 2)
+		s->restating = 1;
+
 	/*
 	 * Cutting back keeps the segment a clean run of confirmed records.
 	 * Should the cut itself fail, the next batch goes to a new segment
@@ -1715,6 +1790,8 @@ static void queue_batch_done(struct queue_spool *s)
 	s->st.fsyncs++;
 	s->st.bytes += s->mark_len + b->len;
 	s->fail_run = 0;
+	if (s->restating == 2)
+		s->restating = 0;
 
 	/*
 	 * New messages become durable here; copies move their message to
@@ -1836,6 +1913,8 @@ void queue_spool_flush(struct queue_spool *s)
 	s->flight = s->pending;
 	s->pending = tmp;
 	s->busy = true;
+	if (s->restating == 1)
+		s->restating = 2;
 
 	/* Segments switch between batches, never inside one. */
 	if (s->seg_roll || s->seg_len >= s->lim.segment_size) {

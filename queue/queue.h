@@ -268,7 +268,8 @@ int queue_spool_can_accept(struct queue_spool *s, uint64_t size);
 size_t queue_spool_count(const struct queue_spool *s);
 
 /*
- * queue_spool_foreach - call fn for each live message, oldest first; fn
+ * queue_spool_foreach - call fn for each live message, oldest first (in
+ * ID order, which is arrival order, the same after a restart); fn
  * must not add or remove messages. Stops early when fn returns non-zero
  * and returns that value.
  */
