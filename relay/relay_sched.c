@@ -1407,12 +1407,75 @@ static void sched_sweep_cb(uv_timer_t *h)
 
 /* ---- the public side ---- */
 
+/* What relay_sched_new and relay_sched_reload read from a configuration. */
+struct sched_settings {
+	struct relay_map *transport, *limits;
+	struct relay_tls_ctx *tls;
+	struct relay_map_hop relayhost;
+	bool have_relayhost, hold_all;
+};
+
+/* sched_settings_free - what sched_settings_load made. */
+static void sched_settings_free(struct sched_settings *set)
+{
+	relay_map_free(set->transport);
+	relay_map_free(set->limits);
+	relay_tls_ctx_free(set->tls);
+}
+
+/*
+ * sched_settings_load - parse relayhost and defer_transports, load the
+ * maps and make the client TLS context. 0, or -errno with the reason in
+ * err and nothing left to free.
+ */
+static int sched_settings_load(struct sched_settings *set,
+			       const struct conf *c, char *err, size_t errlen)
+{
+	size_t i;
+	int r;
+
+	memset(set, 0, sizeof(*set));
+	for (i = 0; i < c->defer_transports.n; i++)
+		if (strcasecmp(c->defer_transports.v[i], "smtp") == 0)
+			set->hold_all = true;
+	if (c->relayhost[0]) {
+		if (relay_map_hop_parse(&set->relayhost, c->relayhost) < 0) {
+			snprintf(err, errlen, "%s: relayhost: bad next hop: %s",
+				 c->path, c->relayhost);
+			return -EINVAL;
+		}
+		set->have_relayhost = true;
+	}
+	r = relay_map_load(&set->transport, c->transport_maps, err, errlen);
+	if (r == 0)
+		r = relay_map_load(&set->limits,
+				   c->destination_concurrency_limits, err,
+				   errlen);
+	if (r == 0)
+		r = relay_tls_client_ctx_new(&set->tls, c, err, errlen);
+	if (r < 0)
+		sched_settings_free(set);
+	return r;
+}
+
+/* sched_settings_take - s uses set from now on; set's old owner is s. */
+static void sched_settings_take(struct relay_sched *s,
+				const struct sched_settings *set)
+{
+	s->transport = set->transport;
+	s->limits = set->limits;
+	s->tls = set->tls;
+	s->relayhost = set->relayhost;
+	s->have_relayhost = set->have_relayhost;
+	s->hold_all = set->hold_all;
+}
+
 int relay_sched_new(struct relay_sched **out, uv_loop_t *loop,
 		    struct relay_io *io, struct queue_spool *sp,
 		    const struct conf *c, char *err, size_t errlen)
 {
 	struct relay_sched *s = calloc(1, sizeof(*s));
-	size_t i;
+	struct sched_settings set;
 	int r;
 
 	if (s == NULL)
@@ -1429,28 +1492,10 @@ int relay_sched_new(struct relay_sched **out, uv_loop_t *loop,
 		r = -ENOMEM;
 		goto fail;
 	}
-	for (i = 0; i < c->defer_transports.n; i++)
-		if (strcasecmp(c->defer_transports.v[i], "smtp") == 0)
-			s->hold_all = true;
-	if (c->relayhost[0]) {
-		if (relay_map_hop_parse(&s->relayhost, c->relayhost) < 0) {
-			snprintf(err, errlen, "%s: relayhost: bad next hop: %s",
-				 c->path, c->relayhost);
-			r = -EINVAL;
-			goto fail;
-		}
-		s->have_relayhost = true;
-	}
-	r = relay_map_load(&s->transport, c->transport_maps, err, errlen);
+	r = sched_settings_load(&set, c, err, errlen);
 	if (r < 0)
 		goto fail;
-	r = relay_map_load(&s->limits, c->destination_concurrency_limits,
-			   err, errlen);
-	if (r < 0)
-		goto fail;
-	r = relay_tls_client_ctx_new(&s->tls, c, err, errlen);
-	if (r < 0)
-		goto fail;
+	sched_settings_take(s, &set);
 	r = relay_dlog_open(&s->dlog, c->delivery_log);
 	if (r < 0) {
 		snprintf(err, errlen, "%s: delivery_log: %s: %s", c->path,
@@ -1553,62 +1598,39 @@ void relay_sched_start(struct relay_sched *s)
 int relay_sched_reload(struct relay_sched *s, const struct conf *c,
 		       char *err, size_t errlen)
 {
-	struct relay_map *transport = NULL, *limits = NULL;
-	struct relay_tls_ctx *tls = NULL;
+	struct sched_settings set, old;
 	struct relay_dlog *dlog = NULL;
-	struct relay_map_hop relayhost = {0};
-	bool have_relayhost = false, hold_all = false;
 	bool was_held = s->hold_all;
 	struct sched_conn *k, *next;
 	struct sched_dest *d;
-	size_t i, b;
+	size_t b;
 	int r;
 
 	/* Everything that can fail first, so that a failure changes nothing. */
-	for (i = 0; i < c->defer_transports.n; i++)
-		if (strcasecmp(c->defer_transports.v[i], "smtp") == 0)
-			hold_all = true;
-	if (c->relayhost[0]) {
-		if (relay_map_hop_parse(&relayhost, c->relayhost) < 0) {
-			snprintf(err, errlen, "%s: relayhost: bad next hop: %s",
-				 c->path, c->relayhost);
-			return -EINVAL;
-		}
-		have_relayhost = true;
-	}
-	r = relay_map_load(&transport, c->transport_maps, err, errlen);
+	r = sched_settings_load(&set, c, err, errlen);
 	if (r < 0)
-		goto fail;
-	r = relay_map_load(&limits, c->destination_concurrency_limits, err,
-			   errlen);
-	if (r < 0)
-		goto fail;
-	r = relay_tls_client_ctx_new(&tls, c, err, errlen);
-	if (r < 0)
-		goto fail;
+		return r;
 	if (strcmp(c->delivery_log, s->c->delivery_log) != 0) {
 		r = relay_dlog_open(&dlog, c->delivery_log);
 		if (r < 0) {
 			snprintf(err, errlen, "%s: delivery_log: %s: %s",
 				 c->path, c->delivery_log, strerror(-r));
-			goto fail;
+			sched_settings_free(&set);
+			return r;
 		}
 	}
 
-	relay_map_free(s->transport);
-	relay_map_free(s->limits);
-	s->transport = transport;
-	s->limits = limits;
-	relay_tls_ctx_free(s->tls); /* connections keep their reference */
-	s->tls = tls;
+	/* Connections keep their reference to the old TLS context. */
+	old = (struct sched_settings){.transport = s->transport,
+				      .limits = s->limits,
+				      .tls = s->tls};
+	sched_settings_free(&old);
+	sched_settings_take(s, &set);
 	if (dlog) {
 		relay_dlog_close(s->dlog);
 		s->dlog = dlog;
 	}
 	s->c = c;
-	s->relayhost = relayhost;
-	s->have_relayhost = have_relayhost;
-	s->hold_all = hold_all;
 
 	/* Destinations take the new limits and forget sessions made under
 	 * the old TLS settings; connections made before end after their
@@ -1633,16 +1655,10 @@ int relay_sched_reload(struct relay_sched *s, const struct conf *c,
 	relay_info(NULL, "delivery-reloaded relayhost=%s transport_maps=%s%s",
 		   c->relayhost[0] ? c->relayhost : "-",
 		   c->transport_maps[0] ? c->transport_maps : "-",
-		   hold_all ? " held=defer_transports" : "");
-	if (was_held && !hold_all)
+		   s->hold_all ? " held=defer_transports" : "");
+	if (was_held && !s->hold_all)
 		relay_sched_start(s);
 	return 0;
-
-fail:
-	relay_map_free(transport);
-	relay_map_free(limits);
-	relay_tls_ctx_free(tls);
-	return r;
 }
 
 void relay_sched_queued(struct relay_sched *s, const char *id)

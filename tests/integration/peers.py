@@ -539,7 +539,7 @@ class Dns:
     def start(self, timeout=10.0):
         if not os.access(DNSMASQ, os.X_OK):
             raise FileNotFoundError(DNSMASQ)
-        for attempt in range(5):
+        for _ in range(5):
             if self._start_once(timeout):
                 return self
             if self.fixed_port or "Address already in use" not in self.log():
