@@ -177,6 +177,11 @@ static void relay_daemon_prepare(void *arg)
 
 	if (!relay_daemon_commit_later(d))
 		queue_spool_flush(d->spool);
+
+	/* The loop may sleep next: what this iteration logged goes out. */
+	if (d->sched)
+		relay_sched_flush_log(d->sched);
+	relay_log_flush();
 	if (d->stopping && d->sessions_done && d->sched_done &&
 	    queue_spool_idle(d->spool))
 		uv_stop(&d->loop);
@@ -402,6 +407,7 @@ int relay_daemon_run(const char *path, char **overrides, int noverride)
 		return code;
 	}
 	relay_log_level = g->conf.log_level;
+	relay_log_buffer(1);
 	uv_loop_init(&d.loop);
 
 	code = relay_daemon_start(&d, g);
@@ -441,5 +447,6 @@ int relay_daemon_run(const char *path, char **overrides, int noverride)
 	if (d.sched_gen)
 		relay_gen_put(d.sched_gen);
 	uv_loop_close(&d.loop);
+	relay_log_buffer(0);
 	return code;
 }

@@ -3,8 +3,11 @@
  *
  * A line is formatted into a buffer on the stack (a heap one only for
  * the rare line that does not fit, such as a long multi-line reply) and
- * written with one write(2). The formatter counts every octet it would
- * write, whether or not it fits, so one pass tells the length needed.
+ * appended to the log's buffer of whole lines, which relay_dlog_flush()
+ * writes with one write(2): the daemon flushes once per loop iteration,
+ * so a burst of deliveries costs one system call instead of one per
+ * recipient. The formatter counts every octet it would write, whether or
+ * not it fits, so one pass tells the length needed.
  */
 #include "relay/relay_dlog.h"
 
@@ -23,10 +26,16 @@
 /* Lines up to this size need no allocation. */
 #define RELAY_DLOG_STACK 4096
 
+/* Whole lines waiting for relay_dlog_flush(). */
+#define RELAY_DLOG_BUF 65536
+
 struct relay_dlog {
 	int fd;	      /* -1: a log that writes nothing */
 	char *path;   /* for reopen */
 	bool failing; /* the last write failed; it was reported */
+	char *buf;    /* RELAY_DLOG_BUF octets when fd >= 0 */
+	size_t len;   /* of buf, whole lines */
+	char last_id[40]; /* queue ID of the newest buffered line */
 };
 
 /* Output that counts past its end: len may exceed cap. */
@@ -240,6 +249,9 @@ int relay_dlog_open(struct relay_dlog **out, const char *path)
 		goto fail;
 
 	if (path[0] != '\0') {
+		l->buf = malloc(RELAY_DLOG_BUF);
+		if (l->buf == NULL)
+			goto fail;
 		l->fd = relay_dlog_open_fd(path);
 		if (l->fd < 0) {
 			err = l->fd;
@@ -251,40 +263,31 @@ int relay_dlog_open(struct relay_dlog **out, const char *path)
 	return 0;
 
 fail:
-	if (l != NULL)
+	if (l != NULL) {
+		free(l->buf);
 		free(l->path);
+	}
 	free(l);
 	return err;
 }
 
-/* relay_dlog_write - see relay_dlog.h. */
-void relay_dlog_write(struct relay_dlog *l, const struct relay_dlog_rec *r)
+/*
+ * relay_dlog_out - write n octets of whole lines; a failure is reported
+ * once per run of failures (with id, the queue ID of a line in it), and
+ * the end of the run once.
+ */
+static void relay_dlog_out(struct relay_dlog *l, const char *p, size_t n,
+			   const char *id)
 {
-	char stack[RELAY_DLOG_STACK], *line = stack;
-	size_t n;
 	ssize_t w;
 	int err;
-
-	if (l->fd < 0)
-		return;
-
-	/* The rare long line is formatted again into the heap. */
-	n = relay_dlog_format(r, stack, sizeof(stack));
-	if (n >= sizeof(stack)) {
-		line = malloc(n + 1);
-		if (line == NULL) {
-			err = -ENOMEM;
-			goto fail;
-		}
-		relay_dlog_format(r, line, n + 1);
-	}
 
 	/*
 	 * XXX: a short write (disk full) leaves a partial line, which a
 	 * reader must skip; it is not retried because the loop thread must
 	 * not wait on the disk.
 	 */
-	w = write(l->fd, line, n);
+	w = write(l->fd, p, n);
 	if (w < 0) {
 		err = -errno;
 		goto fail;
@@ -295,21 +298,62 @@ void relay_dlog_write(struct relay_dlog *l, const struct relay_dlog_rec *r)
 	}
 
 	if (l->failing)
-		relay_info(r->queue_id, "delivery_log resumed path=%s",
-			   l->path);
+		relay_info(id, "delivery_log resumed path=%s", l->path);
 	l->failing = false;
-	if (line != stack)
-		free(line);
 	return;
 
 fail:
 	/* Once per run of failures, not once per recipient. */
 	if (!l->failing)
-		relay_warn(r->queue_id,
-			   "delivery_log write failed path=%s "
-			   "reason=%s",
+		relay_warn(id, "delivery_log write failed path=%s reason=%s",
 			   l->path, strerror(-err));
 	l->failing = true;
+}
+
+/* relay_dlog_flush - see relay_dlog.h. */
+void relay_dlog_flush(struct relay_dlog *l)
+{
+	if (l == NULL || l->fd < 0 || l->len == 0)
+		return;
+	relay_dlog_out(l, l->buf, l->len, l->last_id);
+	l->len = 0;
+}
+
+/* relay_dlog_write - see relay_dlog.h. */
+void relay_dlog_write(struct relay_dlog *l, const struct relay_dlog_rec *r)
+{
+	char stack[RELAY_DLOG_STACK], *line = stack;
+	const char *id = r->queue_id ? r->queue_id : "-";
+	size_t n;
+
+	if (l->fd < 0)
+		return;
+
+	/* The rare long line is formatted again into the heap. */
+	n = relay_dlog_format(r, stack, sizeof(stack));
+	if (n >= sizeof(stack)) {
+		line = malloc(n + 1);
+		if (line == NULL) {
+			if (!l->failing)
+				relay_warn(id, "delivery_log write failed "
+					       "path=%s reason=%s",
+					   l->path, strerror(ENOMEM));
+			l->failing = true;
+			return;
+		}
+		relay_dlog_format(r, line, n + 1);
+	}
+
+	/* Lines stay whole and in order: what does not fit goes first. */
+	if (l->len + n > RELAY_DLOG_BUF)
+		relay_dlog_flush(l);
+	if (n > RELAY_DLOG_BUF) {
+		relay_dlog_out(l, line, n, id);
+	} else {
+		memcpy(l->buf + l->len, line, n);
+		l->len += n;
+		snprintf(l->last_id, sizeof(l->last_id), "%s", id);
+	}
 	if (line != stack)
 		free(line);
 }
@@ -326,6 +370,8 @@ int relay_dlog_reopen(struct relay_dlog *l)
 	if (fd < 0)
 		return fd;
 
+	/* What was logged before the reopen belongs in the old file. */
+	relay_dlog_flush(l);
 	if (l->fd >= 0)
 		close(l->fd);
 	l->fd = fd;
@@ -338,8 +384,10 @@ void relay_dlog_close(struct relay_dlog *l)
 {
 	if (l == NULL)
 		return;
+	relay_dlog_flush(l);
 	if (l->fd >= 0)
 		close(l->fd);
+	free(l->buf);
 	free(l->path);
 	free(l);
 }

@@ -16,8 +16,12 @@
  * reply holds.
  *
  * Threads: a log is used by one thread at a time (the loop thread).
- * Each line goes to the file with one write(2) on an O_APPEND
- * descriptor, so other writers of the same file never split it.
+ * Lines wait in the log's buffer until relay_dlog_flush() (the daemon
+ * calls it once per loop iteration, before it waits for events), then go
+ * to the file in one write(2) of whole lines on an O_APPEND descriptor,
+ * so other writers of the same file never split a line. A crash of the
+ * process loses what the last iteration logged; the mail itself is in
+ * the spool and its outcome is logged again when it is retried.
  */
 #ifndef WAXSEAL_RELAY_DLOG_H
 #define WAXSEAL_RELAY_DLOG_H
@@ -50,21 +54,24 @@ struct relay_dlog_rec {
 int relay_dlog_open(struct relay_dlog **out, const char *path);
 
 /*
- * relay_dlog_write - append the line for r, written whole with one
- * write(2). A failed or short write is reported once with relay_log
- * (and once more when writing works again), never to the caller:
- * delivery goes on without its log.
+ * relay_dlog_write - append the line for r to the buffer; a full buffer
+ * is written first. A failed or short write is reported once with
+ * relay_log (and once more when writing works again), never to the
+ * caller: delivery goes on without its log.
  */
 void relay_dlog_write(struct relay_dlog *l, const struct relay_dlog_rec *r);
 
+/* relay_dlog_flush - write the buffered lines now; NULL is ignored. */
+void relay_dlog_flush(struct relay_dlog *l);
+
 /*
- * relay_dlog_reopen - open the path again and close the old file (on
- * SIGUSR1, after logrotate moved it away). 0, or -errno when the path
+ * relay_dlog_reopen - open the path again, flush the buffer to the old
+ * file and close it (on SIGUSR1, after logrotate moved it away). 0, or -errno when the path
  * cannot be opened: the old file stays in use.
  */
 int relay_dlog_reopen(struct relay_dlog *l);
 
-/* relay_dlog_close - close the file and free l; NULL is ignored. */
+/* relay_dlog_close - flush, close the file, free l; NULL is ignored. */
 void relay_dlog_close(struct relay_dlog *l);
 
 /*

@@ -4,6 +4,12 @@
  * session ID when there is no message yet, or "-"). Lines are written
  * whole with one write(2), so threads never interleave within a line.
  *
+ * Unbuffered by default (the command-line tools). The daemon turns on
+ * buffering and calls relay_log_flush() once per loop iteration, so a
+ * busy loop writes its lines in one write(2) per iteration instead of
+ * one per line; error lines are written at once, behind the buffer.
+ * A crash loses at most what the last iteration logged.
+ *
  * Levels follow conf.h's enum conf_log_level; lines above the current
  * level cost one comparison.
  */
@@ -17,6 +23,15 @@ extern int relay_log_level;
 /* relay_log_write - format and write one line; use the macros below. */
 void relay_log_write(int level, const char *id, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/*
+ * relay_log_buffer - on: keep lines for relay_log_flush() (0, or -1 when
+ * out of memory: lines stay unbuffered); off: flush and stop buffering.
+ */
+int relay_log_buffer(int on);
+
+/* relay_log_flush - write the buffered lines now. */
+void relay_log_flush(void);
 
 #define relay_log(level, id, ...)                                          \
 	do {                                                               \

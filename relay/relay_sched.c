@@ -1722,6 +1722,11 @@ int relay_sched_delete(struct relay_sched *s, const char *id)
 	return r;
 }
 
+void relay_sched_flush_log(struct relay_sched *s)
+{
+	relay_dlog_flush(s->dlog);
+}
+
 void relay_sched_reopen_log(struct relay_sched *s)
 {
 	int r = relay_dlog_reopen(s->dlog);

@@ -96,6 +96,9 @@ int relay_sched_release(struct relay_sched *s, const char *id);
 /* relay_sched_delete - drop a message without a DSN. 0, -ENOENT. */
 int relay_sched_delete(struct relay_sched *s, const char *id);
 
+/* relay_sched_flush_log - write delivery_log's buffered lines. */
+void relay_sched_flush_log(struct relay_sched *s);
+
 /* relay_sched_reopen_log - SIGUSR1: reopen delivery_log. */
 void relay_sched_reopen_log(struct relay_sched *s);
 
