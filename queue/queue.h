@@ -157,6 +157,9 @@ struct queue_limits {
 	uint64_t segment_size;          /* close a segment past this size */
 	uint64_t max_size;              /* 0: no limit on live bytes */
 	uint64_t minfree;               /* refuse when the disk has less */
+	bool zero_fill;                 /* write zeros ahead of the data, so
+					 * that a sync rarely grows the file
+					 * (see queue.c); the daemon's choice */
 };
 
 struct queue_spool;

@@ -309,6 +309,7 @@ static int relay_daemon_start(struct relay_daemon *d, struct relay_gen *g)
 		return 1;
 	}
 	lim.segment_size = (uint64_t)c->queue_segment_size;
+	lim.zero_fill = true;
 	lim.max_size = (uint64_t)c->queue_max_size;
 	lim.minfree = (uint64_t)c->queue_minfree;
 	r = queue_spool_open(&d->spool, c->queue_directory, &lim,

@@ -5,7 +5,8 @@
  * bytes, so that both the older-segment and the newest-segment rules are
  * exercised. When the low bit of the third byte is set, the checksum of
  * every well-framed record is recomputed first: random bytes almost never
- * carry a good CRC-32C, and without this the payload decoder is unreached. The
+ * carry a good CRC-32C, and without this the payload decoder is unreached.
+ * The next bit turns on the spool's zero fill for the writes. The
  * spool is opened read-only and then read-write; every live message is read
  * back, and the read-write spool must then take one more message, a DONE
  * record and RCPT, DEFER and HOLD records, and open again with the same
@@ -281,6 +282,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size >= 3) {
 		split = ((size_t)data[0] | (size_t)data[1] << 8) % (size - 2);
 		seal = data[2] & 1;
+		lim.zero_fill = data[2] & 2;
 		data += 3;
 		size -= 3;
 	}

@@ -708,6 +708,18 @@ Test(queue, repeated_failures_refuse_then_probe)
 
 /* ---- recovery ---- */
 
+/*
+ * nonzero_end - the end of the last octet that is not zero in buf[from,
+ * to), or from: what recovery counts as cut (trailing zeros are taken for
+ * a zero fill).
+ */
+static size_t nonzero_end(const char *buf, size_t from, size_t to)
+{
+	while (to > from && buf[to - 1] == 0)
+		to--;
+	return to;
+}
+
 Test(queue, torn_tail_every_offset)
 {
 	struct queue_limits lim = {0};
@@ -732,7 +744,8 @@ Test(queue, torn_tail_every_offset)
 		spit(p, pristine, cut);
 		s = open_rw(&lim);
 		queue_spool_stats(s, &st);
-		cr_assert_eq(st.recovered_cut_bytes, cut - last, "cut %zu",
+		cr_assert_eq(st.recovered_cut_bytes,
+			     nonzero_end(pristine, last, cut) - last, "cut %zu",
 			     cut);
 		cr_assert_eq(queue_spool_count(s), 2, "cut %zu", cut);
 		check_msg(s, id[0], &t[0]);
@@ -780,13 +793,222 @@ Test(queue, zero_filled_tail_is_the_end)
 	cr_assert_eq(write(fd, zero, sizeof(zero)), (ssize_t)sizeof(zero));
 	close(fd);
 
+	/* Cut, but not counted: zeros are what a zero fill leaves. */
 	s = open_rw(NULL);
 	queue_spool_stats(s, &st);
-	cr_assert_eq(st.recovered_cut_bytes, sizeof(zero));
+	cr_assert_eq(st.recovered_cut_bytes, 0);
+	cr_assert_eq(st.corrupt_records, 0);
 	cr_assert_eq(seg_size(1), end);
 	check_msg(s, id, &t);
 	queue_spool_close(s);
 	tmsg_free(&t);
+}
+
+/* ---- zero fill ---- */
+
+/* zero_tail - whether the file at p is all zeros from off on. */
+static bool zero_tail(const char *p, size_t off)
+{
+	size_t len;
+	char *buf = slurp(p, &len);
+	bool zero = nonzero_end(buf, off, len) == off;
+
+	free(buf);
+	return zero;
+}
+
+Test(queue, zero_fill_then_overwrites)
+{
+	struct queue_limits lim = {.zero_fill = true};
+	struct queue_spool *s = open_rw(&lim);
+	struct queue_stats st;
+	struct tmsg t[3];
+	char id[3][QUEUE_ID_LEN + 1], p[256], *crash;
+	size_t clen;
+	uint64_t end;
+	int writes, syncs;
+
+	for (int i = 0; i < 3; i++)
+		tmsg_make(&t[i], (unsigned)i + 300, 2000);
+	seg_path(p, sizeof(p), 1);
+
+	/* The first batch: 4 MiB of zeros made durable, then its data. */
+	append_one(s, &t[0], id[0]);
+	cr_assert_eq(fio.writes, 5, "4 zero writes of 1 MiB and the batch");
+	cr_assert_eq(fio.syncs, 2);
+	cr_assert_eq(fio.wlen[0], 1u << 20);
+	cr_assert_eq(seg_size(1), 4 << 20);
+
+	/* The next one only overwrites zeros. */
+	writes = fio.writes;
+	syncs = fio.syncs;
+	append_one(s, &t[1], id[1]);
+	cr_assert_eq(fio.writes, writes + 1);
+	cr_assert_eq(fio.syncs, syncs + 1);
+	cr_assert_eq(seg_size(1), 4 << 20);
+	queue_spool_stats(s, &st);
+	end = st.bytes;
+	cr_assert(zero_tail(p, end), "data past the end of the batches");
+
+	/* What a crash would leave; a clean close cuts the zeros off. */
+	crash = slurp(p, &clen);
+	queue_spool_close(s);
+	cr_assert_eq((uint64_t)seg_size(1), end);
+
+	/* Recovery from the crash: both messages, nothing counted as cut. */
+	spit(p, crash, clen);
+	s = open_rw(&lim);
+	queue_spool_stats(s, &st);
+	cr_assert_eq(st.recovered_cut_bytes, 0);
+	cr_assert_eq(st.corrupt_records, 0);
+	cr_assert_eq((uint64_t)seg_size(1), end, "zero tail not cut");
+	check_msg(s, id[0], &t[0]);
+	check_msg(s, id[1], &t[1]);
+
+	/* Appending after recovery fills again and goes on from the end. */
+	writes = fio.writes;
+	append_one(s, &t[2], id[2]);
+	cr_assert_eq(fio.writes, writes + 5);
+	cr_assert_eq((uint64_t)seg_size(1), end + (4 << 20));
+	queue_spool_close(s);
+	s = open_rw(&lim);
+	cr_assert_eq(queue_spool_count(s), 3);
+	for (int i = 0; i < 3; i++)
+		check_msg(s, id[i], &t[i]);
+	queue_spool_close(s);
+	free(crash);
+	for (int i = 0; i < 3; i++)
+		tmsg_free(&t[i]);
+}
+
+Test(queue, zero_fill_failure_still_writes_the_batch)
+{
+	struct queue_limits lim = {.zero_fill = true};
+	struct queue_spool *s = open_rw(&lim);
+	struct queue_stats st;
+	struct tmsg t[4];
+	char id[4][QUEUE_ID_LEN + 1];
+	int writes;
+
+	for (int i = 0; i < 4; i++)
+		tmsg_make(&t[i], (unsigned)i + 310, 500);
+
+	/* A failing zero write (half of it on disk): the batch goes on. */
+	fio.write_err = ENOSPC;
+	fio.write_err_n = 1;
+	append_one(s, &t[0], id[0]);
+	cr_assert_eq(fio.writes, 2, "the zero write, then the batch");
+
+	/* And no more zero fill in this segment. */
+	writes = fio.writes;
+	append_one(s, &t[1], id[1]);
+	cr_assert_eq(fio.writes, writes + 1);
+	queue_spool_close(s);
+
+	/* A failing sync of the zeros, in a fresh spool, the same. */
+	s = open_rw(&lim);
+	queue_spool_stats(s, &st);
+	cr_assert_eq(st.recovered_cut_bytes, 0);
+	cr_assert_eq(queue_spool_count(s), 2);
+	fio.sync_err = EIO;
+	fio.sync_err_n = 1;
+	writes = fio.writes;
+	append_one(s, &t[2], id[2]);
+	cr_assert_eq(fio.writes, writes + 5);
+	writes = fio.writes;
+	append_one(s, &t[3], id[3]);
+	cr_assert_eq(fio.writes, writes + 1);
+	queue_spool_close(s);
+
+	s = open_rw(&lim);
+	cr_assert_eq(queue_spool_count(s), 4);
+	for (int i = 0; i < 4; i++)
+		check_msg(s, id[i], &t[i]);
+	queue_spool_close(s);
+	for (int i = 0; i < 4; i++)
+		tmsg_free(&t[i]);
+}
+
+Test(queue, zero_fill_across_segments)
+{
+	struct queue_limits lim = {.segment_size = 10000, .zero_fill = true};
+	struct queue_spool *s = open_rw(&lim);
+	struct queue_stats st;
+	struct tmsg t[12];
+	char id[12][QUEUE_ID_LEN + 1], p[256];
+
+	for (int i = 0; i < 12; i++) {
+		tmsg_make(&t[i], (unsigned)i + 320, 3000);
+		append_one(s, &t[i], id[i]);
+	}
+	cr_assert_geq(queue_spool_find(s, id[11])->segment, 3);
+
+	/* The zeros stop at segment_size: an older segment is all data. */
+	for (unsigned n = 1; n < queue_spool_find(s, id[11])->segment; n++) {
+		seg_path(p, sizeof(p), n);
+		cr_assert_lt(seg_size(n), 10000 + 3200, "segment %u", n);
+		cr_assert_not(zero_tail(p, (size_t)seg_size(n) - 16),
+			      "segment %u ends in zeros", n);
+	}
+	queue_spool_close(s);
+
+	s = open_rw(&lim);
+	queue_spool_stats(s, &st);
+	cr_assert_eq(st.corrupt_records, 0);
+	cr_assert_eq(st.recovered_cut_bytes, 0);
+	cr_assert_eq(queue_spool_count(s), 12);
+	for (int i = 0; i < 12; i++)
+		check_msg(s, id[i], &t[i]);
+	queue_spool_close(s);
+	for (int i = 0; i < 12; i++)
+		tmsg_free(&t[i]);
+}
+
+Test(queue, zero_fill_torn_batch)
+{
+	struct queue_limits lim = {.zero_fill = true};
+	struct queue_spool *s = open_rw(&lim);
+	struct queue_stats st;
+	struct tmsg t[3];
+	char id[3][QUEUE_ID_LEN + 1], p[256], *pristine, *img;
+	size_t plen, ilen = 65536;
+	uint64_t last, end;
+
+	for (int i = 0; i < 3; i++)
+		tmsg_make(&t[i], (unsigned)i + 330, 300);
+	for (int i = 0; i < 3; i++)
+		append_one(s, &t[i], id[i]);
+	last = queue_spool_find(s, id[2])->offset;
+	queue_spool_stats(s, &st);
+	end = st.bytes;
+	queue_spool_close(s);
+	seg_path(p, sizeof(p), 1);
+	pristine = slurp(p, &plen);
+	cr_assert_eq(plen, end);
+
+	/* The last batch torn anywhere, zeros behind it, as after a crash. */
+	img = calloc(1, ilen);
+	cr_assert_not_null(img);
+	for (size_t cut = last; cut < end; cut++) {
+		memcpy(img, pristine, cut);
+		memset(img + cut, 0, ilen - cut);
+		spit(p, img, ilen);
+		s = open_rw(&lim);
+		queue_spool_stats(s, &st);
+		cr_assert_eq(st.recovered_cut_bytes,
+			     nonzero_end(pristine, last, cut) - last, "cut %zu",
+			     cut);
+		cr_assert_eq(st.corrupt_records, 0);
+		cr_assert_eq(queue_spool_count(s), 2, "cut %zu", cut);
+		check_msg(s, id[0], &t[0]);
+		check_msg(s, id[1], &t[1]);
+		cr_assert_eq((uint64_t)seg_size(1), last, "cut %zu", cut);
+		queue_spool_close(s);
+	}
+	free(img);
+	free(pristine);
+	for (int i = 0; i < 3; i++)
+		tmsg_free(&t[i]);
 }
 
 Test(queue, corrupt_record_in_older_segment)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "relay/relay_dlog.h"
+#include "relay/relay_log.h"
 
 #define PYTHON "/usr/bin/python3"
 
@@ -469,4 +470,100 @@ Test(relay_dlog, empty_path_writes_nothing)
 	closedir(d);
 	cr_assert_eq(chdir(cwd), 0);
 	cr_assert_eq(entries, 0);
+}
+
+Test(relay_dlog, lines_wait_for_flush_and_stay_in_order)
+{
+	struct relay_dlog_rec r = rec_full;
+	char path[128], one[1024], rcpt[64], *got, *p;
+	struct relay_dlog *l;
+	size_t len, n, i, count = 400;
+
+	snprintf(path, sizeof(path), "%s/delivery.log", dir);
+	cr_assert_eq(relay_dlog_open(&l, path), 0);
+
+	/* Nothing reaches the file before a flush... */
+	relay_dlog_write(l, &rec_full);
+	got = slurp(path, &len);
+	cr_assert_eq(len, 0, "written before the flush: %s", got);
+	free(got);
+	relay_dlog_flush(l);
+	relay_dlog_format(&rec_full, one, sizeof(one));
+	got = slurp(path, &len);
+	cr_assert_str_eq(got, one);
+	free(got);
+	relay_dlog_flush(l); /* an empty buffer writes nothing */
+
+	/* ... but more than the buffer holds goes out whole and in order. */
+	for (i = 0; i < count; i++) {
+		snprintf(rcpt, sizeof(rcpt), "user%zu@example.org", i);
+		r.recipient = rcpt;
+		relay_dlog_write(l, &r);
+	}
+	got = slurp(path, &len);
+	cr_assert_gt(len, strlen(one), "a full buffer was not written");
+	cr_assert_eq(got[len - 1], '\n', "a line was split");
+	free(got);
+	relay_dlog_close(l);
+
+	got = slurp(path, &len);
+	p = strchr(got, '\n') + 1;
+	for (i = 0; i < count; i++) {
+		snprintf(rcpt, sizeof(rcpt), "user%zu@example.org", i);
+		r.recipient = rcpt;
+		n = relay_dlog_format(&r, one, sizeof(one));
+		cr_assert_eq(strncmp(p, one, n), 0, "line %zu: %.80s", i, p);
+		p += n;
+	}
+	cr_assert_str_eq(p, "");
+	free(got);
+}
+
+Test(relay_dlog, daemon_log_buffered_errors_at_once)
+{
+	char path[128], *got;
+	int fd, saved;
+
+	/* relay_log writes to standard error: point it at a file. */
+	snprintf(path, sizeof(path), "%s/waxseal.log", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	cr_assert_geq(fd, 0);
+	saved = dup(STDERR_FILENO);
+	cr_assert_geq(saved, 0);
+	cr_assert_geq(dup2(fd, STDERR_FILENO), 0);
+	close(fd);
+
+	cr_assert_eq(relay_log_buffer(1), 0);
+	relay_info("ID1", "first");
+	relay_warn("ID2", "second");
+	got = slurp(path, NULL);
+	cr_assert_str_eq(got, "", "written before the flush: %s", got);
+	free(got);
+
+	/* An error line goes out at once, behind what waited. */
+	relay_err("ID3", "third");
+	got = slurp(path, NULL);
+	cr_assert_not_null(strstr(got, " info ID1 first\n"), "%s", got);
+	cr_assert_not_null(strstr(got, " warning ID2 second\n"), "%s", got);
+	cr_assert_not_null(strstr(got, " error ID3 third\n"), "%s", got);
+	cr_assert(strstr(got, "first") < strstr(got, "second") &&
+		      strstr(got, "second") < strstr(got, "third"),
+		  "out of order: %s", got);
+	free(got);
+
+	relay_info("ID4", "fourth");
+	relay_log_flush();
+	got = slurp(path, NULL);
+	cr_assert_not_null(strstr(got, " info ID4 fourth\n"), "%s", got);
+	free(got);
+
+	/* Turning buffering off writes what is left. */
+	relay_info("ID5", "fifth");
+	relay_log_buffer(0);
+	got = slurp(path, NULL);
+	cr_assert_not_null(strstr(got, " info ID5 fifth\n"), "%s", got);
+	free(got);
+
+	dup2(saved, STDERR_FILENO);
+	close(saved);
 }
