@@ -77,7 +77,9 @@ struct relay_sock {
 	bool recv_armed; /* io_uring recv in flight */
 	bool memory;	 /* no descriptor: relay_sock_memory() */
 	bool gone;	 /* memory socket closed, not yet freed */
+	bool due;	 /* out[cur] waits for the end of the iteration */
 	int inflight;	 /* io_uring ops in flight */
+	struct relay_sock *due_prev, *due_next; /* relay_io.due */
 
 	/* Output: out[cur] is being sent, out[!cur] collects new data. */
 	struct relay_buf out[2];
@@ -156,6 +158,7 @@ struct relay_io {
 	void (*hook)(void *);
 	void *hook_arg;
 	int closing;   /* handles still to close in relay_io_free */
+	struct relay_sock *due; /* sockets with output to send, see below */
 };
 
 static void relay_sock_send_more(struct relay_sock *s);
@@ -206,12 +209,28 @@ static struct relay_sock *relay_sock_new(struct relay_io *io)
 	return s;
 }
 
+/* relay_sock_undue - take s off its io's list of output to send. */
+static void relay_sock_undue(struct relay_sock *s)
+{
+	if (!s->due)
+		return;
+	if (s->due_prev)
+		s->due_prev->due_next = s->due_next;
+	else
+		s->io->due = s->due_next;
+	if (s->due_next)
+		s->due_next->due_prev = s->due_prev;
+	s->due_prev = s->due_next = NULL;
+	s->due = false;
+}
+
 /* relay_sock_destroy - free a socket whose I/O has all finished. */
 static void relay_sock_destroy(struct relay_sock *s)
 {
 	const struct relay_sock_cbs *cbs = s->cbs;
 	void *arg = s->arg;
 
+	relay_sock_undue(s);
 	free(s->out[0].p);
 	free(s->out[1].p);
 	free(s->pending.p);
@@ -397,7 +416,26 @@ static void relay_uring_reap_cb(uv_poll_t *h, int status, int events)
 	io_uring_cq_advance(&io->ring, n);
 }
 
-/* relay_uring_prepare_cb - one io_uring_submit per loop iteration. */
+/*
+ * relay_io_send_due - start the sends that the iteration's writes asked
+ * for: one send per socket of all it was given since its last send, where
+ * a send per write would cost a system call (or an SQE) and a TCP segment
+ * each, and as many reads at the peer (a pipelined envelope is three
+ * writes, the replies to it as many).
+ */
+static void relay_io_send_due(struct relay_io *io)
+{
+	struct relay_sock *s;
+
+	while ((s = io->due) != NULL) {
+		relay_sock_undue(s);
+		if (!s->sending)
+			relay_sock_send_more(s);
+	}
+}
+
+/* relay_uring_prepare_cb - once per loop iteration, before it waits: the
+ * due sends, then (io_uring) one submit for everything queued. */
 static void relay_uring_prepare_cb(uv_prepare_t *h)
 {
 	struct relay_io *io = h->data;
@@ -405,6 +443,7 @@ static void relay_uring_prepare_cb(uv_prepare_t *h)
 	/* The hook (the spool's group commit) queues before we submit. */
 	if (io->hook)
 		io->hook(io->hook_arg);
+	relay_io_send_due(io);
 	if (io->uring && io_uring_sq_ready(&io->ring) > 0)
 		io_uring_submit(&io->ring);
 }
@@ -932,7 +971,8 @@ static void relay_sock_maybe_finish(struct relay_sock *s)
 {
 	struct io_uring_sqe *sqe;
 
-	if (!s->closing || s->sending)
+	/* Output still due goes first; the prepare callback comes back. */
+	if (!s->closing || s->sending || s->due)
 		return;
 	if (s->memory) {
 		if (!uv_is_closing((uv_handle_t *)&s->reaper))
@@ -1029,11 +1069,14 @@ int relay_sock_write(struct relay_sock *s, const void *buf, size_t len)
 	memcpy(b->p + b->len, buf, len);
 	b->len += len;
 
-	if (!s->sending) {
-		if (s->io->uring)
-			relay_uring_send(s);
-		else
-			relay_uv_send(s);
+	/* Sent before the loop waits, with whatever else comes meanwhile. */
+	if (!s->sending && !s->due) {
+		s->due = true;
+		s->due_prev = NULL;
+		s->due_next = s->io->due;
+		if (s->io->due)
+			s->io->due->due_prev = s;
+		s->io->due = s;
 	}
 	return 0;
 }
@@ -1336,6 +1379,11 @@ static void relay_io_handle_closed_cb(uv_handle_t *h)
 void relay_io_free(struct relay_io *io)
 {
 	struct relay_listener *l, *next;
+
+	/* Output still due is sent now: no iteration will come for it. */
+	relay_io_send_due(io);
+	if (io->uring && io_uring_sq_ready(&io->ring) > 0)
+		io_uring_submit(&io->ring);
 
 	for (l = io->listeners; l; l = next) {
 		next = l->next;
