@@ -127,6 +127,8 @@ struct relay_dns {
 	size_t nbucket; /* a power of two */
 	size_t nset;
 	uint64_t sweep_at;
+	size_t cache_max; /* most rrsets in the table, see relay_dns_evict */
+	size_t evict_pos; /* the bucket eviction goes on from */
 
 	struct relay_dns_link active; /* lookups waiting for rrsets */
 	struct relay_dns_link done;   /* lookups to deliver */
@@ -559,6 +561,32 @@ static void relay_dns_sweep(struct relay_dns *d)
 		}
 }
 
+/*
+ * relay_dns_evict - make room when the table is full: drop answers, the
+ * expired ones and then any, bucket by bucket from where the last round
+ * stopped (a clock hand, so every answer gets its turn to be dropped),
+ * until an eighth of the room is free. An rrset still being asked for
+ * stays (lookups wait on it), and so does one a lookup holds, in memory
+ * only: the lookup keeps its reference. A dropped answer is asked again
+ * when it is needed.
+ */
+static void relay_dns_evict(struct relay_dns *d)
+{
+	struct relay_dns_rrset *s, *next;
+	size_t want = d->cache_max - d->cache_max / 8, i;
+
+	if (d->nset < d->cache_max)
+		return;
+	for (i = 0; i < d->nbucket && d->nset > want; i++) {
+		d->evict_pos = (d->evict_pos + 1) & (d->nbucket - 1);
+		for (s = d->bucket[d->evict_pos]; s != NULL; s = next) {
+			next = s->next;
+			if (s->state == RELAY_DNS_READY)
+				relay_dns_unlink(d, s);
+		}
+	}
+}
+
 /* relay_dns_grow - double the table when it holds more sets than buckets. */
 static void relay_dns_grow(struct relay_dns *d)
 {
@@ -858,6 +886,7 @@ static int relay_dns_want(struct relay_dns_lookup *l, const char *name,
 	}
 
 	relay_dns_sweep(d);
+	relay_dns_evict(d);
 	relay_dns_grow(d);
 	s = calloc(1, sizeof *s + n + 1);
 	if (s == NULL)
@@ -1240,6 +1269,7 @@ int relay_dns_new_opts(struct relay_dns **out, uv_loop_t *loop,
 	relay_dns_list_init(&d->done);
 	d->rand = uv_hrtime() ^ (uint64_t)(uintptr_t)d ^ 0x9e3779b97f4a7c15u;
 	d->sweep_at = uv_now(loop) + RELAY_DNS_SWEEP_MS;
+	d->cache_max = RELAY_DNS_CACHE_MAX;
 
 	/* c-ares, with its sockets reported to us. */
 	memset(&o, 0, sizeof o);
@@ -1392,6 +1422,17 @@ literal:
 	relay_dns_list_add(&d->active, &l->link);
 	relay_dns_finish(l, 0);
 	return 0;
+}
+
+void relay_dns_set_cache_max(struct relay_dns *d, size_t max)
+{
+	d->cache_max = max > 8 ? max : 8;
+	relay_dns_evict(d);
+}
+
+size_t relay_dns_cache_size(const struct relay_dns *d)
+{
+	return d->nset;
 }
 
 void relay_dns_stats(const struct relay_dns *d, uint64_t *queries,

@@ -33,9 +33,12 @@
  * relay_dns_name are pure and may be called from anywhere.
  *
  * Memory: a lookup holds references to the cached RRsets it uses, not
- * copies (about 1.5 kB per lookup in flight). XXX: the cache has no size
- * limit; expired RRsets are swept out once a minute, so it holds what the
- * last day's TTLs keep alive.
+ * copies (about 1.5 kB per lookup in flight). Expired RRsets are swept
+ * out once a minute, and the cache holds at most RELAY_DNS_CACHE_MAX
+ * RRsets (a few hundred bytes each): when it is full, an eighth of the
+ * answers are dropped, in an order that gives each its turn, and asked
+ * again when needed. A newsletter to a million domains thus costs a
+ * bounded cache and some repeated queries, not a day of every answer.
  *
  * Errors are negative errno.
  */
@@ -65,6 +68,9 @@
 
 /* Most records relay_dns_parse returns from one answer. */
 #define RELAY_DNS_MAXRR 64
+
+/* Most RRsets the cache holds (relay_dns_set_cache_max changes it). */
+#define RELAY_DNS_CACHE_MAX 100000
 
 /* Longest TTLs the cache honours, in seconds. */
 #define RELAY_DNS_TTL_MAX 86400
@@ -178,6 +184,14 @@ int relay_dns_host(struct relay_dns *d, const char *host, relay_dns_cb cb,
  */
 void relay_dns_stats(const struct relay_dns *d, uint64_t *queries,
 		     uint64_t *cached);
+
+/*
+ * relay_dns_set_cache_max - hold at most max RRsets (at least 8), dropping
+ * answers now if there are more; relay_dns_cache_size - how many it holds,
+ * queries in flight included.
+ */
+void relay_dns_set_cache_max(struct relay_dns *d, size_t max);
+size_t relay_dns_cache_size(const struct relay_dns *d);
 
 /*
  * relay_dns_free - cancel pending lookups (their callbacks run with

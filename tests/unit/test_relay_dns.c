@@ -486,15 +486,37 @@ static bool port_taken(int port)
  * .test only, with records of local_ttl seconds; waits (at most 5 s)
  * until it listens.
  */
+static bool dnsmasq_try(int local_ttl);
+static void dnsmasq_stop(void);
+
 static void dnsmasq_start(int local_ttl)
 {
-	char port[32], ttl[32];
-	struct timespec ts = {0, 20 * 1000 * 1000};
-	int i, devnull;
-
 	if (access(DNSMASQ, X_OK) != 0)
 		cr_skip_test("this machine has no " DNSMASQ
 			     " (package dnsmasq-base)");
+
+	/*
+	 * Tests run in parallel, each with its own dnsmasq: another one may
+	 * take the port between free_port() and our bind. Then pick again.
+	 */
+	for (int tries = 0; tries < 5; tries++)
+		if (dnsmasq_try(local_ttl))
+			return;
+	cr_assert_fail("dnsmasq did not start on a free port in 5 tries");
+}
+
+/*
+ * dnsmasq_try - start dnsmasq on a port free just now: true once it
+ * listens there and is still running a moment later (a dnsmasq that lost
+ * the port to another exits at once), false when it did not make it.
+ */
+static bool dnsmasq_try(int local_ttl)
+{
+	char port[32], ttl[32];
+	struct timespec ts = {0, 20 * 1000 * 1000};
+	struct timespec grace = {0, 50 * 1000 * 1000};
+	int i, devnull;
+
 	dnsmasq_port = free_port();
 	snprintf(port, sizeof port, "--port=%d", dnsmasq_port);
 	snprintf(ttl, sizeof ttl, "--local-ttl=%d", local_ttl);
@@ -525,15 +547,22 @@ static void dnsmasq_start(int local_ttl)
 	}
 
 	for (i = 0; i < 250; i++) {
-		if (port_taken(dnsmasq_port))
-			return;
 		if (waitpid(dnsmasq_pid, NULL, WNOHANG) == dnsmasq_pid) {
 			dnsmasq_pid = -1;
-			cr_assert_fail("dnsmasq exited at start");
+			return false;
+		}
+		if (port_taken(dnsmasq_port)) {
+			nanosleep(&grace, NULL);
+			if (waitpid(dnsmasq_pid, NULL, WNOHANG) == dnsmasq_pid) {
+				dnsmasq_pid = -1;
+				return false;
+			}
+			return true;
 		}
 		nanosleep(&ts, NULL);
 	}
-	cr_assert_fail("dnsmasq does not listen on port %d", dnsmasq_port);
+	dnsmasq_stop();
+	return false;
 }
 
 /* dnsmasq_stop - the .fini of every resolver test. */
@@ -828,6 +857,44 @@ Test(relay_dns, cache)
 	cr_assert_eq(r.status, -ENOENT);
 	relay_dns_stats(dns, &q2, &c2);
 	cr_assert_eq(q2, q1);
+	teardown();
+}
+
+Test(relay_dns, cache_is_bounded)
+{
+	struct result r;
+	char name[64];
+	uint64_t q1, q2;
+
+	dnsmasq_start(300);
+	setup("", 1000);
+	relay_dns_set_cache_max(dns, 8);
+
+	/* MX, then A and AAAA of three exchanges: 7 rrsets. */
+	lookup_mx("mail.test", &r);
+	cr_assert_eq(r.status, 0);
+	cr_assert_eq(relay_dns_cache_size(dns), 7);
+
+	/* Many other names: the cache stays within its bound... */
+	for (int i = 0; i < 30; i++) {
+		snprintf(name, sizeof name, "gone%d.test", i);
+		lookup_mx(name, &r);
+		cr_assert_eq(r.status, -ENOENT, "%s", name);
+		cr_assert_leq(relay_dns_cache_size(dns), 8, "after %s: %zu",
+			      name, relay_dns_cache_size(dns));
+	}
+
+	/* ... and what it dropped is asked again, with the same answer. */
+	relay_dns_stats(dns, &q1, NULL);
+	lookup_mx("mail.test", &r);
+	cr_assert_eq(r.status, 0);
+	cr_assert_eq(r.nhost, 2);
+	cr_assert_str_eq(r.host[0].name, "mx1.mail.test");
+	cr_assert_str_eq(r.host[1].name, "mx2.mail.test");
+	addr_is(&r.host[0], 0, "127.0.0.11");
+	relay_dns_stats(dns, &q2, NULL);
+	cr_assert_gt(q2, q1, "nothing was dropped");
+	cr_assert_leq(relay_dns_cache_size(dns), 8);
 	teardown();
 }
 
