@@ -7,7 +7,8 @@
  * state before EHLO (RFC 3207 4.2). Input is read into the connection's
  * own buffer and parsed in place: commands line by line, DATA as a byte
  * stream through a small state machine that removes the leading dot of
- * stuffed lines and finds CRLF.CRLF whatever the read boundaries.
+ * stuffed lines and finds CRLF.CRLF whatever the read boundaries, and a
+ * BDAT chunk (CHUNKING, RFC 3030) as exactly the octets it announced.
  *
  * Output: replies are appended to the connection's wire buffer (through
  * the TLS object first when STARTTLS is on); when no write is in flight
@@ -95,6 +96,7 @@ enum bench_sink_state {
 	BS_GREETED, /* before EHLO/HELO */
 	BS_READY,   /* after EHLO, no transaction or one in progress */
 	BS_DATA,    /* reading a message */
+	BS_BDAT,    /* reading a BDAT chunk */
 };
 
 /* Where the DATA reader stands in the byte stream. */
@@ -145,6 +147,10 @@ struct bench_sink_conn {
 	unsigned rcpt_ok; /* recipients accepted in it */
 	enum bench_sink_dstate dstate;
 	uint64_t msize;
+	uint64_t bdat_left; /* octets of the chunk still to read */
+	int bdat_last;	    /* it ends the message */
+	int bdat_chunks;    /* of the message so far */
+	const char *bdat_err; /* the chunk is refused with this reply */
 	int drop_this, verify_this;
 
 	int paused;  /* a latency timer holds the final dot's reply */
@@ -358,7 +364,8 @@ static void bench_sink_reset(struct bench_sink_conn *c)
 	c->rcpt_ok = 0;
 	c->drop_this = 0;
 	c->verify_this = 0;
-	if (c->state == BS_DATA)
+	c->bdat_chunks = 0;
+	if (c->state == BS_DATA || c->state == BS_BDAT)
 		c->state = BS_READY;
 }
 
@@ -379,6 +386,7 @@ static void bench_sink_cmd_ehlo(struct bench_sink_conn *c, const char *arg)
 		 "250-SIZE %u\r\n"
 		 "250-8BITMIME\r\n"
 		 "250-SMTPUTF8\r\n"
+		 "250-CHUNKING\r\n"
 		 "%s"
 		 "250 ENHANCEDSTATUSCODES\r\n",
 		 BENCH_SINK_SIZE_MAX,
@@ -454,11 +462,28 @@ static void bench_sink_cmd_rcpt(struct bench_sink_conn *c, const char *arg)
 	bench_sink_reply(c, "250 2.1.5 ok\r\n", 1);
 }
 
-/* bench_sink_cmd_data - DATA: start reading a message. */
-static void bench_sink_cmd_data(struct bench_sink_conn *c, const char *arg)
+/* bench_sink_message_start - a message begins: shares, counters. */
+static void bench_sink_message_start(struct bench_sink_conn *c)
 {
 	struct bench_sink *sk = c->d->sk;
 
+	c->msize = 0;
+	c->copy.len = 0;
+	c->drop_this = bench_sink_share(++c->d->data_seq, 0, c->d->drop);
+	sk->data_seq++;
+	c->verify_this = sk->verify_every && !c->drop_this &&
+			 sk->data_seq % sk->verify_every == 0;
+}
+
+static void bench_sink_body(struct bench_sink_conn *c, const char *p,
+			    size_t n);
+static void bench_sink_message_end(struct bench_sink_conn *c);
+static size_t bench_sink_bdat(struct bench_sink_conn *c, const char *p,
+			      size_t n);
+
+/* bench_sink_cmd_data - DATA: start reading a message. */
+static void bench_sink_cmd_data(struct bench_sink_conn *c, const char *arg)
+{
 	if (!c->mail) {
 		bench_sink_reply(c, "503 5.5.1 need MAIL first\r\n", 0);
 		return;
@@ -470,15 +495,78 @@ static void bench_sink_cmd_data(struct bench_sink_conn *c, const char *arg)
 		return;
 	}
 
+	bench_sink_message_start(c);
 	c->state = BS_DATA;
 	c->dstate = BS_D_BOL;
-	c->msize = 0;
-	c->copy.len = 0;
-	c->drop_this = bench_sink_share(++c->d->data_seq, 0, c->d->drop);
-	sk->data_seq++;
-	c->verify_this = sk->verify_every && !c->drop_this &&
-			 sk->data_seq % sk->verify_every == 0;
 	bench_sink_reply(c, "354 3.0.0 end data with <CR><LF>.<CR><LF>\r\n", 0);
+}
+
+/*
+ * bench_sink_cmd_bdat - BDAT SIZE [LAST] (RFC 3030 section 2): the next
+ * SIZE octets are message content, read whatever they hold; the reply
+ * comes after them. Refused chunks are read and dropped all the same.
+ */
+static void bench_sink_cmd_bdat(struct bench_sink_conn *c, const char *arg)
+{
+	unsigned long long n;
+	char *end;
+
+	errno = 0;
+	n = strtoull(arg, &end, 10);
+	if (end == arg || errno || (*end != '\0' && *end != ' ')) {
+		/* Without the size the stream cannot be followed. */
+		bench_sink_reply(c, "501 5.5.4 BDAT needs a size\r\n", 0);
+		c->quit = 1;
+		return;
+	}
+	while (*end == ' ')
+		end++;
+	c->bdat_last = strcasecmp(end, "LAST") == 0;
+	if (*end != '\0' && !c->bdat_last) {
+		bench_sink_reply(c, "501 5.5.4 BDAT SIZE [LAST]\r\n", 0);
+		c->quit = 1;
+		return;
+	}
+
+	c->bdat_err = !c->mail		 ? "503 5.5.1 need MAIL first\r\n"
+		      : c->rcpt_ok == 0 ? "554 5.5.1 no valid recipients\r\n"
+					 : NULL;
+	if (c->bdat_err == NULL && c->bdat_chunks++ == 0)
+		bench_sink_message_start(c);
+	c->bdat_left = n;
+	c->state = BS_BDAT;
+
+	/* An empty chunk has no octets to wait for. */
+	if (n == 0)
+		bench_sink_bdat(c, "", 0);
+}
+
+/*
+ * bench_sink_bdat - take up to n octets of the chunk; at its end, reply:
+ * the message's at LAST, the chunk's otherwise.
+ */
+static size_t bench_sink_bdat(struct bench_sink_conn *c, const char *p,
+			      size_t n)
+{
+	size_t k = n < c->bdat_left ? n : (size_t)c->bdat_left;
+
+	if (c->bdat_err == NULL && k > 0)
+		bench_sink_body(c, p, k);
+	c->bdat_left -= k;
+	if (c->bdat_left > 0)
+		return k;
+
+	c->state = BS_READY;
+	if (c->bdat_err != NULL) {
+		bench_sink_reply(c, c->bdat_err, 1);
+		if (c->bdat_last)
+			bench_sink_reset(c);
+	} else if (c->bdat_last) {
+		bench_sink_message_end(c);
+	} else {
+		bench_sink_reply(c, "250 2.0.0 chunk ok\r\n", 0);
+	}
+	return k;
 }
 
 /* bench_sink_cmd_rset - RSET. */
@@ -571,6 +659,7 @@ static const struct bench_sink_cmd {
     {"MAIL", 4, bench_sink_cmd_mail},	      /* RFC 5321 4.1.1.2 */
     {"RCPT", 4, bench_sink_cmd_rcpt},	      /* 4.1.1.3 */
     {"DATA", 4, bench_sink_cmd_data},	      /* 4.1.1.4 */
+    {"BDAT", 4, bench_sink_cmd_bdat},	      /* RFC 3030 2 */
     {"RSET", 4, bench_sink_cmd_rset},	      /* 4.1.1.5 */
     {"EHLO", 4, bench_sink_cmd_ehlo},	      /* 4.1.1.1 */
     {"HELO", 4, bench_sink_cmd_helo},	      /* 4.1.1.1 */
@@ -803,14 +892,19 @@ static void bench_sink_process(struct bench_sink_conn *c)
 	char *line, *nl;
 
 	while (pos < c->ilen && !c->paused && !c->closing && !c->quit) {
+		/* The connection is cut with the body on its way. */
+		if ((c->state == BS_DATA || c->state == BS_BDAT) &&
+		    c->drop_this) {
+			c->d->dropped++;
+			c->d->sk->dropped++;
+			bench_sink_close(c);
+			return;
+		}
+		if (c->state == BS_BDAT) {
+			pos += bench_sink_bdat(c, c->in + pos, c->ilen - pos);
+			continue;
+		}
 		if (c->state == BS_DATA) {
-			/* The connection is cut with the body on its way. */
-			if (c->drop_this) {
-				c->d->dropped++;
-				c->d->sk->dropped++;
-				bench_sink_close(c);
-				return;
-			}
 			pos += bench_sink_data(c, c->in + pos, c->ilen - pos);
 			if (c->dstate == BS_D_END)
 				bench_sink_message_end(c);
@@ -838,7 +932,8 @@ static void bench_sink_process(struct bench_sink_conn *c)
 
 	memmove(c->in, c->in + pos, c->ilen - pos);
 	c->ilen -= pos;
-	if (c->ilen == sizeof(c->in) && c->state != BS_DATA) {
+	if (c->ilen == sizeof(c->in) && c->state != BS_DATA &&
+	    c->state != BS_BDAT) {
 		bench_sink_reply(c, "500 5.5.2 line too long\r\n", 0);
 		c->ilen = 0;
 		c->quit = 1;

@@ -68,11 +68,12 @@ struct relay_smtpc {
 	size_t replylen, nlines;
 
 	/* What the server offered in EHLO. */
-	bool pipelining, starttls, eightbitmime, smtputf8, size;
+	bool pipelining, starttls, eightbitmime, smtputf8, size, chunking;
 
 	/* The transaction under way. */
 	struct relay_smtpc_txn t;
 	enum smtpc_phase phase;
+	bool bdat;             /* the message goes in one BDAT LAST */
 	size_t rcpt_next;      /* next RCPT whose reply is awaited */
 	size_t rcpt_sent;      /* RCPTs sent (without pipelining) */
 	size_t accepted;
@@ -218,7 +219,7 @@ static void smtpc_ready(struct relay_smtpc *c)
 static void smtpc_ehlo(struct relay_smtpc *c)
 {
 	c->pipelining = c->starttls = c->eightbitmime = false;
-	c->smtputf8 = c->size = false;
+	c->smtputf8 = c->size = c->chunking = false;
 	c->state = SMTPC_EHLO;
 	smtpc_cmd(c, "EHLO %s", c->helo);
 	smtpc_wait(c, c->o.helo_timeout);
@@ -242,6 +243,8 @@ static void smtpc_ehlo_line(struct relay_smtpc *c, const char *kw, size_t n)
 		c->smtputf8 = true;
 	else if (SMTPC_KW("SIZE"))
 		c->size = true;
+	else if (SMTPC_KW("CHUNKING"))
+		c->chunking = true;
 #undef SMTPC_KW
 }
 
@@ -408,6 +411,22 @@ static void smtpc_send_data(struct relay_smtpc *c)
 	smtpc_wait(c, c->o.data_done_timeout);
 }
 
+/*
+ * smtpc_send_bdat - the message as one chunk (RFC 3030): BDAT with its
+ * exact size and LAST, then the octets as stored, not dot-stuffed, with
+ * the final CRLF the stored message might lack. Sent with the envelope;
+ * the reply to BDAT plays the part of the reply to the final dot.
+ */
+static void smtpc_send_bdat(struct relay_smtpc *c)
+{
+	bool crlf = c->t.len > 0 && c->t.data[c->t.len - 1] != '\n';
+
+	smtpc_cmd(c, "BDAT %zu LAST", c->t.len + (crlf ? 2 : 0));
+	smtpc_write(c, c->t.data, c->t.len);
+	if (crlf)
+		smtpc_write(c, "\r\n", 2);
+}
+
 /* smtpc_send_rcpt - the next RCPT (without pipelining). */
 static void smtpc_send_rcpt(struct relay_smtpc *c)
 {
@@ -435,7 +454,9 @@ static void smtpc_txn_reply(struct relay_smtpc *c)
 				return;
 			}
 			smtpc_send_rcpt(c);
+			return;
 		}
+		smtpc_wait(c, c->o.mail_timeout); /* the first RCPT's reply */
 		return;
 	case TX_RCPT:
 		c->codes[c->rcpt_next] = c->code;
@@ -445,10 +466,18 @@ static void smtpc_txn_reply(struct relay_smtpc *c)
 		if (++c->rcpt_next < c->t.nrcpt) {
 			if (!c->pipelining)
 				smtpc_send_rcpt(c);
+			else
+				smtpc_wait(c, c->o.mail_timeout);
+			return;
+		}
+		if (c->bdat) {
+			c->phase = TX_DOT;
+			smtpc_wait(c, c->o.data_done_timeout);
 			return;
 		}
 		if (c->pipelining) {
 			c->phase = TX_DATA;
+			smtpc_wait(c, c->o.mail_timeout);
 			return;
 		}
 		if (c->accepted == 0) {
@@ -489,6 +518,20 @@ static void smtpc_txn_reply(struct relay_smtpc *c)
 		smtpc_send_data(c);
 		return;
 	case TX_DOT:
+		if (c->bdat) {
+			c->data_code = c->code;
+			c->data_reply = smtpc_dup_reply(c);
+
+			/* As after a refused DATA: no transaction left open. */
+			if (!ok && c->mail_code / 100 == 2) {
+				c->phase = TX_RSET;
+				smtpc_cmd(c, "RSET");
+				smtpc_wait(c, c->o.mail_timeout);
+				return;
+			}
+			smtpc_txn_end(c, false, NULL);
+			return;
+		}
 		if (c->data_code == 354) {
 			c->data_code = c->code;
 			free(c->data_reply);
@@ -874,6 +917,7 @@ int relay_smtpc_send(struct relay_smtpc *c, const struct relay_smtpc_txn *t)
 	c->mail_code = c->data_code = 0;
 	c->t = *t;
 	c->rcpt_next = c->rcpt_sent = c->accepted = 0;
+	c->bdat = false;
 	c->state = SMTPC_TXN;
 
 	/* RFC 6531 3.4: no SMTPUTF8 at the server, no delivery. */
@@ -895,12 +939,16 @@ int relay_smtpc_send(struct relay_smtpc *c, const struct relay_smtpc_txn *t)
 	if (t->smtputf8)
 		snprintf(param + n, sizeof(param) - n, " SMTPUTF8");
 	c->phase = TX_MAIL;
+	c->bdat = c->pipelining && c->chunking && t->nrcpt > 0;
 	smtpc_cmd(c, "MAIL FROM:<%s>%s", t->sender, param);
 	if (c->pipelining) {
-		/* RFC 2920: the whole envelope and DATA in one write. */
+		/* RFC 2920: the whole envelope and DATA in one write; with
+		 * CHUNKING, the message too (RFC 3030 section 4.2). */
 		for (i = 0; i < t->nrcpt; i++)
 			smtpc_cmd(c, "RCPT TO:<%s>", t->rcpts[i]);
-		if (t->nrcpt > 0)
+		if (c->bdat)
+			smtpc_send_bdat(c);
+		else if (t->nrcpt > 0)
 			smtpc_cmd(c, "DATA");
 	}
 	smtpc_wait(c, c->o.mail_timeout);

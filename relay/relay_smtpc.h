@@ -8,7 +8,10 @@
  * time, until its owner closes it. With PIPELINING (RFC 2920) MAIL, every
  * RCPT and DATA leave in one write; without it, one command per reply.
  * The message goes out dot-stuffed, otherwise exactly as stored (signed):
- * no line is folded or rewritten.
+ * no line is folded or rewritten. When the server offers CHUNKING (RFC
+ * 3030) as well as PIPELINING, DATA gives way to one BDAT ... LAST with
+ * the message as stored, not stuffed, in the same write as the envelope:
+ * one round trip per transaction instead of two.
  *
  * Outcomes are per recipient: each recipient gets the reply that decided
  * its fate (the MAIL reply when MAIL failed, its RCPT reply when that

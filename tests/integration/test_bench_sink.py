@@ -235,6 +235,61 @@ def test_sink_pipelining_and_end_of_data(tmp_path, sinks):
 
 
 @needs_bench
+def test_sink_chunking(tmp_path, sinks):
+    """BDAT (RFC 3030): chunks of exactly the announced size, whatever
+    they hold (no dot-stuffing, CRLF.CRLF inside is content), the reply
+    after each chunk, refused chunks read and dropped, DKIM checked on a
+    message sent in pieces."""
+    txt, conf = txt_key(tmp_path)
+    signed = wax_sign(conf, MSG)
+    a = f"127.0.0.1:{free_port()}"
+    s = Sink(tmp_path, [a], "--dkim-key", f"example.com:sel:{txt}",
+             "--verify-every", "1")
+    sinks.append(s)
+    host, port = a.rsplit(":", 1)
+    odd = b"Subject: raw\r\n\r\n.dot\r\n.\r\nBDAT 5\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as c:
+        assert read_replies(c, 1) == [220]
+        c.sendall(b"EHLO client.test\r\n")
+        caps = b""
+        c.settimeout(10)
+        while b"250 " not in caps:
+            caps += c.recv(4096)
+        assert b"250-CHUNKING" in caps, caps
+
+        # A chunk before MAIL is read and refused; the stream goes on.
+        c.sendall(b"BDAT 4 LAST\r\nabcdNOOP\r\n")
+        assert read_replies(c, 2) == [503, 250]
+
+        # One pipelined write: envelope, a chunk that looks like the end
+        # of DATA and like a command, then an empty LAST chunk.
+        c.sendall(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>"
+                  b"\r\nBDAT %d\r\n" % len(odd) + odd +
+                  b"BDAT 0 LAST\r\n")
+        assert read_replies(c, 4) == [250, 250, 250, 250]
+
+        # The signed message in three chunks, DKIM checked at the end.
+        cut = [0, 10, len(signed) // 2, len(signed)]
+        c.sendall(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>"
+                  b"\r\n")
+        for i in range(3):
+            part = signed[cut[i]:cut[i + 1]]
+            last = b" LAST" if i == 2 else b""
+            c.sendall(b"BDAT %d%s\r\n" % (len(part), last) + part)
+        assert read_replies(c, 5) == [250, 250, 250, 250, 250]
+
+        # No valid recipient: the chunk is read, refused with 554.
+        c.sendall(b"MAIL FROM:<a@example.com>\r\nBDAT 3 LAST\r\nxyz"
+                  b"QUIT\r\n")
+        assert read_replies(c, 3) == [250, 554, 221]
+
+    rep = s.stop()
+    assert rep["messages"] == 2 and rep["recipients"] == 2
+    assert rep["bytes"] == len(odd) + len(signed)
+    assert rep["dkim"]["pass"] == 1 and rep["dkim"]["fail"] == 0, rep
+
+
+@needs_bench
 def test_sink_failure_options(tmp_path, sinks):
     temp = f"127.0.0.1:{free_port()},tempfail=100"
     perm = f"127.0.0.1:{free_port()},permfail=100,latency=50"
