@@ -23,14 +23,15 @@
  * short run and two runs of the same scenario see the same answers.
  *
  * The server speaks ESMTP with PIPELINING, 8BITMIME, SIZE, SMTPUTF8,
- * CHUNKING, ENHANCEDSTATUSCODES and, with --tls, STARTTLS (RFC 3207)
- * with a self-signed certificate for sink.test made at start, as the
- * large mailbox providers do. Pipelined commands are answered in order.
+ * CHUNKING (as the large mailbox providers do), ENHANCEDSTATUSCODES and,
+ * with --tls, STARTTLS (RFC 3207) with a self-signed certificate for
+ * sink.test made at start. Pipelined commands are answered in order.
  * DATA is dot-unstuffed and ends only at CRLF.CRLF (RFC 5321 4.1.1.4);
- * a BDAT chunk (RFC 3030) is exactly the octets it announces. Messages are measured, never stored; a
- * sampled one (--verify-every) is copied and its DKIM-Signatures checked
- * against the keys given with --dkim-key (DNS is never asked). The
- * steady state allocates nothing per message beyond that copy.
+ * a BDAT chunk (RFC 3030) is exactly the octets it announces. Messages
+ * are measured, never stored; a sampled one (--verify-every) is copied
+ * and its DKIM-Signatures checked against the keys given with --dkim-key
+ * (DNS is never asked). The steady state allocates nothing per message
+ * beyond that copy.
  *
  * A run is bounded: --duration (default 600 s, at most 3600), and
  * optionally --messages and --idle-exit; SIGTERM and SIGINT end it too.

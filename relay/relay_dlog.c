@@ -1,10 +1,10 @@
 /*
  * relay_dlog - the JSON delivery log; see relay_dlog.h for the contract.
  *
- * A line is formatted into a buffer on the stack (a heap one only for
- * the rare line that does not fit, such as a long multi-line reply) and
- * appended to the log's buffer of whole lines, which relay_dlog_flush()
- * writes with one write(2): the daemon flushes once per loop iteration,
+ * A line is formatted straight into the log's buffer of whole lines (a
+ * heap buffer only for the rare line longer than all of it, such as a
+ * long multi-line reply), which relay_dlog_flush() writes with one
+ * write(2): the daemon flushes once per loop iteration,
  * so a burst of deliveries costs one system call instead of one per
  * recipient. The formatter counts every octet it would write, whether or
  * not it fits, so one pass tells the length needed.
@@ -23,9 +23,6 @@
 
 #include "relay/relay_log.h"
 
-/* Lines up to this size need no allocation. */
-#define RELAY_DLOG_STACK 4096
-
 /* Whole lines waiting for relay_dlog_flush(). */
 #define RELAY_DLOG_BUF 65536
 
@@ -35,7 +32,6 @@ struct relay_dlog {
 	bool failing; /* the last write failed; it was reported */
 	char *buf;    /* RELAY_DLOG_BUF octets when fd >= 0 */
 	size_t len;   /* of buf, whole lines */
-	char last_id[40]; /* queue ID of the newest buffered line */
 };
 
 /* Output that counts past its end: len may exceed cap. */
@@ -271,16 +267,21 @@ fail:
 	return err;
 }
 
-/*
- * relay_dlog_out - write n octets of whole lines; a failure is reported
- * once per run of failures (with id, the queue ID of a line in it), and
- * the end of the run once.
- */
+/* relay_dlog_fail - report err once per run of failures (id: a queue ID
+ * for a single line, NULL for a buffer of them). */
+static void relay_dlog_fail(struct relay_dlog *l, const char *id, int err)
+{
+	if (!l->failing)
+		relay_warn(id, "delivery_log write failed path=%s reason=%s",
+			   l->path, strerror(-err));
+	l->failing = true;
+}
+
+/* relay_dlog_out - write n octets of whole lines; see relay_dlog_fail. */
 static void relay_dlog_out(struct relay_dlog *l, const char *p, size_t n,
 			   const char *id)
 {
 	ssize_t w;
-	int err;
 
 	/*
 	 * XXX: a short write (disk full) leaves a partial line, which a
@@ -288,26 +289,13 @@ static void relay_dlog_out(struct relay_dlog *l, const char *p, size_t n,
 	 * not wait on the disk.
 	 */
 	w = write(l->fd, p, n);
-	if (w < 0) {
-		err = -errno;
-		goto fail;
+	if (w < 0 || (size_t)w < n) {
+		relay_dlog_fail(l, id, w < 0 ? -errno : -ENOSPC);
+		return;
 	}
-	if ((size_t)w < n) {
-		err = -ENOSPC;
-		goto fail;
-	}
-
 	if (l->failing)
 		relay_info(id, "delivery_log resumed path=%s", l->path);
 	l->failing = false;
-	return;
-
-fail:
-	/* Once per run of failures, not once per recipient. */
-	if (!l->failing)
-		relay_warn(id, "delivery_log write failed path=%s reason=%s",
-			   l->path, strerror(-err));
-	l->failing = true;
 }
 
 /* relay_dlog_flush - see relay_dlog.h. */
@@ -315,47 +303,45 @@ void relay_dlog_flush(struct relay_dlog *l)
 {
 	if (l == NULL || l->fd < 0 || l->len == 0)
 		return;
-	relay_dlog_out(l, l->buf, l->len, l->last_id);
+	relay_dlog_out(l, l->buf, l->len, NULL);
 	l->len = 0;
 }
 
 /* relay_dlog_write - see relay_dlog.h. */
 void relay_dlog_write(struct relay_dlog *l, const struct relay_dlog_rec *r)
 {
-	char stack[RELAY_DLOG_STACK], *line = stack;
-	const char *id = r->queue_id ? r->queue_id : "-";
-	size_t n;
+	size_t n, room;
+	char *line;
 
 	if (l->fd < 0)
 		return;
 
-	/* The rare long line is formatted again into the heap. */
-	n = relay_dlog_format(r, stack, sizeof(stack));
-	if (n >= sizeof(stack)) {
-		line = malloc(n + 1);
-		if (line == NULL) {
-			if (!l->failing)
-				relay_warn(id, "delivery_log write failed "
-					       "path=%s reason=%s",
-					   l->path, strerror(ENOMEM));
-			l->failing = true;
-			return;
-		}
-		relay_dlog_format(r, line, n + 1);
-	}
-
-	/* Lines stay whole and in order: what does not fit goes first. */
-	if (l->len + n > RELAY_DLOG_BUF)
-		relay_dlog_flush(l);
-	if (n > RELAY_DLOG_BUF) {
-		relay_dlog_out(l, line, n, id);
-	} else {
-		memcpy(l->buf + l->len, line, n);
+	/*
+	 * Formatted in place behind the buffered lines; a line that does not
+	 * fit (the formatter says how long it is) waits for a flush, and one
+	 * longer than the whole buffer is formatted into the heap and written
+	 * alone. Lines stay whole and in order.
+	 */
+	room = RELAY_DLOG_BUF - l->len;
+	n = relay_dlog_format(r, l->buf + l->len, room);
+	if (n < room) {
 		l->len += n;
-		snprintf(l->last_id, sizeof(l->last_id), "%s", id);
+		return;
 	}
-	if (line != stack)
-		free(line);
+	relay_dlog_flush(l);
+	n = relay_dlog_format(r, l->buf, RELAY_DLOG_BUF);
+	if (n < RELAY_DLOG_BUF) {
+		l->len = n;
+		return;
+	}
+	line = malloc(n + 1);
+	if (line == NULL) {
+		relay_dlog_fail(l, r->queue_id, -ENOMEM);
+		return;
+	}
+	relay_dlog_format(r, line, n + 1);
+	relay_dlog_out(l, line, n, r->queue_id);
+	free(line);
 }
 
 /* relay_dlog_reopen - see relay_dlog.h. */

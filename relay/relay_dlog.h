@@ -66,8 +66,8 @@ void relay_dlog_flush(struct relay_dlog *l);
 
 /*
  * relay_dlog_reopen - open the path again, flush the buffer to the old
- * file and close it (on SIGUSR1, after logrotate moved it away). 0, or -errno when the path
- * cannot be opened: the old file stays in use.
+ * file and close it (on SIGUSR1, after logrotate moved it away). 0, or
+ * -errno when the path cannot be opened: the old file stays in use.
  */
 int relay_dlog_reopen(struct relay_dlog *l);
 

@@ -567,3 +567,37 @@ Test(relay_dlog, daemon_log_buffered_errors_at_once)
 	dup2(saved, STDERR_FILENO);
 	close(saved);
 }
+
+Test(relay_dlog, line_longer_than_the_buffer)
+{
+	struct relay_dlog_rec r = rec_full;
+	char path[128], first[1024], *reply, *line, *file;
+	struct relay_dlog *l;
+	size_t n, len, k;
+
+	/* A reply longer than the whole 64 KiB buffer, behind a short line. */
+	reply = malloc(100001);
+	cr_assert_not_null(reply);
+	memset(reply, 'r', 100000);
+	reply[100000] = '\0';
+	r.reply = reply;
+
+	snprintf(path, sizeof(path), "%s/delivery.log", dir);
+	cr_assert_eq(relay_dlog_open(&l, path), 0);
+	relay_dlog_write(l, &rec_full);
+	relay_dlog_write(l, &r);
+	relay_dlog_close(l);
+
+	k = relay_dlog_format(&rec_full, first, sizeof(first));
+	n = relay_dlog_format(&r, NULL, 0);
+	line = malloc(n + 1);
+	cr_assert_not_null(line);
+	relay_dlog_format(&r, line, n + 1);
+	file = slurp(path, &len);
+	cr_assert_eq(len, k + n);
+	cr_assert_eq(memcmp(file, first, k), 0);
+	cr_assert_eq(memcmp(file + k, line, n), 0);
+	free(file);
+	free(line);
+	free(reply);
+}
