@@ -203,7 +203,7 @@ static const struct conf_param conf_params[] = {
 	   "the most the spool may hold, in bytes; 0: no limit but disk"),
     CONF_P(queue_minfree, SIZE, "100m",
 	   "free disk space below which new mail is refused"),
-    CONF_P(queue_commit_delay, TIME, "1ms",
+    CONF_P(queue_commit_delay, TIME, "4ms",
 	   "how long a batch waits for more messages before its fdatasync "
 	   "while others are being signed; 0: never"),
 

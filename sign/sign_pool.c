@@ -151,6 +151,9 @@ struct sign_pool *sign_pool_new(int threads)
 		if (pthread_create(&p->tid[i], NULL, pool_worker_main, p))
 			goto fail;
 		p->nthreads++;
+
+		/* For top -H and perf: which thread signs. */
+		pthread_setname_np(p->tid[i], "waxseal-sign");
 	}
 	return p;
 
