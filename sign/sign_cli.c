@@ -655,8 +655,9 @@ static double cli_bench_raw(const struct sign_key *k, int threads, double sec)
 }
 
 /* Jobs per thread in flight in the pool runs, and cycled through in the
- * direct run, so that both work on the same amount of data. */
+ * direct run, so that both work on the same amount of data (-q). */
 #define CLI_BENCH_DEPTH 16
+#define CLI_BENCH_DEPTH_MAX 64
 
 /* The pool run's shared counters, touched only on this thread. */
 struct cli_pool_run {
@@ -692,7 +693,7 @@ static const char cli_bench_hdr[] =
  * reap from the eventfd like the loop does.
  */
 static double cli_bench_pool(const struct sign_keys *keys, int threads,
-			     double sec, long *failed)
+			     int depth, double sec, long *failed)
 {
 	struct cli_pool_run run = {0};
 	struct sign_pool *p = sign_pool_new(threads);
@@ -711,7 +712,7 @@ static double cli_bench_pool(const struct sign_keys *keys, int threads,
 	pfd.events = POLLIN;
 	t0 = cli_now();
 	while (cli_now() < t0 + sec) {
-		while (run.inflight < (long)CLI_BENCH_DEPTH * threads) {
+		while (run.inflight < (long)depth * threads) {
 			struct sign_msg *m = sign_msg_new(keys);
 			struct sign_job *job = NULL;
 
@@ -743,7 +744,7 @@ static double cli_bench_pool(const struct sign_keys *keys, int threads,
 
 /* The queue-only run: jobs come back to a stack to be sent again. */
 struct cli_queue_run {
-	struct sign_job *ready[256];
+	struct sign_job *ready[CLI_BENCH_DEPTH_MAX * 64];
 	int nready;
 	long done, failed;
 };
@@ -765,17 +766,17 @@ static void cli_queue_cb(void *arg, struct sign_job *job, int res)
  * the thread hand-over, without the per-message work of the loop thread.
  */
 static double cli_bench_queue(const struct sign_keys *keys, int threads,
-			      double sec, long *failed)
+			      int depth, double sec, long *failed)
 {
 	struct cli_queue_run run = {0};
 	struct sign_pool *p = sign_pool_new(threads);
-	int njobs = CLI_BENCH_DEPTH * threads, i;
+	int njobs = depth * threads, i;
 	char body[] = "hello\r\n", why[64], dom[64];
 	struct pollfd pfd;
 	double t0, t1;
 	long out = 0;
 
-	if (!p || njobs > 256)
+	if (!p || njobs > (int)(sizeof(run.ready) / sizeof(run.ready[0])))
 		goto fail;
 	for (i = 0; i < njobs; i++) {
 		struct sign_msg *m = sign_msg_new(keys);
@@ -826,7 +827,8 @@ fail:
 
 /* One thread running prebuilt jobs in turn, without the pool. */
 struct cli_direct {
-	struct sign_job *job[CLI_BENCH_DEPTH];
+	struct sign_job *job[CLI_BENCH_DEPTH_MAX];
+	int depth;
 	double until;
 	long ops;
 };
@@ -837,7 +839,7 @@ static void *cli_direct_main(void *arg)
 	struct cli_direct *w = arg;
 
 	while (cli_now() < w->until) {
-		if (sign_job_run(w->job[w->ops % CLI_BENCH_DEPTH]) < 0)
+		if (sign_job_run(w->job[w->ops % w->depth]) < 0)
 			break;
 		w->ops++;
 	}
@@ -850,7 +852,7 @@ static void *cli_direct_main(void *arg)
  * folding) in a loop: what the pool's workers do, minus the pool.
  */
 static double cli_bench_direct(const struct sign_keys *keys, int threads,
-			       double sec)
+			       int depth, double sec)
 {
 	struct cli_direct w[64];
 	pthread_t tid[64];
@@ -863,7 +865,8 @@ static double cli_bench_direct(const struct sign_keys *keys, int threads,
 	for (i = 0; i < threads; i++) {
 		int j;
 
-		for (j = 0; j < CLI_BENCH_DEPTH; j++) {
+		w[i].depth = depth;
+		for (j = 0; j < depth; j++) {
 			struct sign_msg *m = sign_msg_new(keys);
 
 			if (!m)
@@ -875,7 +878,7 @@ static double cli_bench_direct(const struct sign_keys *keys, int threads,
 					    dom, sizeof(dom)) != SIGN_JOB)
 				break;
 		}
-		if (j < CLI_BENCH_DEPTH)
+		if (j < depth)
 			break;
 		made++;
 	}
@@ -891,7 +894,7 @@ static double cli_bench_direct(const struct sign_keys *keys, int threads,
 	}
 	t1 = cli_now();
 	for (i = 0; i < threads; i++)
-		for (int j = 0; j < CLI_BENCH_DEPTH; j++)
+		for (int j = 0; j < depth; j++)
 			sign_job_free(w[i].job[j]);
 	return made == threads ? (double)ops / (t1 - t0) : 0;
 }
@@ -962,12 +965,13 @@ static double cli_median(double *v, int n)
 static void cli_bench_usage(FILE *f)
 {
 	fprintf(f, "usage: waxseal sign-bench [-d SECONDS] [-j MAXTHREADS] "
-		   "[-r ROUNDS]\n"
+		   "[-r ROUNDS] [-q DEPTH]\n"
 		   "  Signatures per second for rsa-2048 and ed25519, for 1\n"
 		   "  to MAXTHREADS threads (default: CPUs), SECONDS per cell\n"
 		   "  (default 2); each cell is measured ROUNDS times\n"
 		   "  (default 3), the four ways taking turns, and the\n"
-		   "  median printed.\n"
+		   "  median printed. DEPTH jobs per thread are in flight\n"
+		   "  in the server and pool ways (default 16, at most 64).\n"
 		   "  The four ways: server (the daemon's path: one\n"
 		   "  thread builds each message's state and body hash and\n"
 		   "  submits it), pool (jobs built beforehand and sent round\n"
@@ -988,9 +992,10 @@ int sign_cli_bench(int argc, char **argv)
 	double sec = 2;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN), failed = 0;
 	int maxt = cpus > 0 ? (int)cpus : 1, rounds = 3, o, a, t;
+	int depth = CLI_BENCH_DEPTH;
 
 	optind = 1;
-	while ((o = getopt_long(argc, argv, "d:j:r:h", lo, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "d:j:r:q:h", lo, NULL)) != -1) {
 		switch (o) {
 		case 'd':
 			sec = strtod(optarg, NULL);
@@ -1001,6 +1006,9 @@ int sign_cli_bench(int argc, char **argv)
 		case 'r':
 			rounds = atoi(optarg);
 			break;
+		case 'q':
+			depth = atoi(optarg);
+			break;
 		case 'h':
 			cli_bench_usage(stdout);
 			return 0;
@@ -1010,7 +1018,7 @@ int sign_cli_bench(int argc, char **argv)
 		}
 	}
 	if (sec <= 0 || maxt < 1 || maxt > 64 || rounds < 1 || rounds > 99 ||
-	    optind != argc) {
+	    depth < 1 || depth > CLI_BENCH_DEPTH_MAX || optind != argc) {
 		cli_bench_usage(stderr);
 		return 2;
 	}
@@ -1039,10 +1047,11 @@ int sign_cli_bench(int argc, char **argv)
 			/* Rounds take turns so that a slow spell of the
 			 * machine spreads over all four ways. */
 			for (int r = 0; r < rounds; r++) {
-				m[0][r] = cli_bench_pool(keys, t, sec, &failed);
-				m[1][r] = cli_bench_queue(keys, t, sec,
+				m[0][r] = cli_bench_pool(keys, t, depth, sec,
+							 &failed);
+				m[1][r] = cli_bench_queue(keys, t, depth, sec,
 							  &failed);
-				m[2][r] = cli_bench_direct(keys, t, sec);
+				m[2][r] = cli_bench_direct(keys, t, depth, sec);
 				m[3][r] = cli_bench_raw(k, t, sec);
 			}
 			srv = cli_median(m[0], rounds);

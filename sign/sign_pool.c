@@ -8,15 +8,19 @@
  * loop thread never touches a private key.
  *
  * Waking the loop costs the worker a write(2) and, when the loop sleeps,
- * an inter-processor interrupt; for an ed25519 signature (about 30 us)
- * one wake-up per job was a fifth of the work. So a finished job waits
- * for company while there is more to do, and the loop is woken when
+ * an inter-processor interrupt; under a hypervisor waking a sleeping CPU
+ * costs the worker about as much as an ed25519 signature (perf on a KVM
+ * guest: a quarter of the worker's time at one wake-up per job, a tenth
+ * at one per 8). So a finished job waits for company while the workers
+ * have enough queued to stay busy, and the loop is woken when
  *  - a worker finds the queue empty (nothing to batch with), or
  *  - a worker is about to start an RSA job (hundreds of microseconds:
  *    finished jobs must not wait that long), or
+ *  - the queue is down to POOL_LOW jobs per worker: the loop has that
+ *    long to submit more before the workers run dry, or
  *  - POOL_BATCH jobs are waiting.
  * A finished job therefore waits at most for POOL_BATCH - 1 ed25519
- * signatures on the other workers: well under a millisecond.
+ * signatures shared among the workers: well under a millisecond.
  */
 #include "sign/sign.h"
 
@@ -29,13 +33,16 @@
 
 #include "sign/sign_job.h"
 
-#define POOL_BATCH 8
+#define POOL_BATCH 64
+#define POOL_LOW 2
 
 struct sign_pool {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;		 /* queue not empty, or stop */
 	struct sign_job *qhead, **qtail; /* submitted, FIFO */
 	struct sign_job *dhead, **dtail; /* finished, FIFO */
+	unsigned nqueued;		 /* on the submitted list */
+	unsigned low;			 /* POOL_LOW per worker */
 	unsigned ndone;			 /* on the finished list */
 	bool woken;			 /* eventfd written since reap */
 	bool stop;
@@ -102,7 +109,9 @@ static void *pool_worker_main(void *arg)
 		p->qhead = job->next;
 		if (!p->qhead)
 			p->qtail = &p->qhead;
-		wake = (p->ndone >= POOL_BATCH || pool_job_slow(job)) &&
+		p->nqueued--;
+		wake = (p->ndone >= POOL_BATCH || p->nqueued <= p->low ||
+			pool_job_slow(job)) &&
 		       pool_wake_locked(p);
 		pthread_mutex_unlock(&p->lock);
 
@@ -141,6 +150,7 @@ struct sign_pool *sign_pool_new(int threads)
 		return NULL;
 	p->qtail = &p->qhead;
 	p->dtail = &p->dhead;
+	p->low = POOL_LOW * (unsigned)threads;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -182,6 +192,7 @@ int sign_pool_submit(struct sign_pool *p, struct sign_job *job, sign_done_cb cb,
 	}
 	*p->qtail = job;
 	p->qtail = &job->next;
+	p->nqueued++;
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
 	p->outstanding++;
