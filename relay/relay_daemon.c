@@ -170,11 +170,17 @@ static bool relay_daemon_commit_later(struct relay_daemon *d)
 	return true;
 }
 
-/* relay_daemon_prepare - once per loop iteration: group commit, exit. */
+/* relay_daemon_prepare - once per loop iteration: finished signatures,
+ * group commit, exit. */
 static void relay_daemon_prepare(void *arg)
 {
 	struct relay_daemon *d = arg;
 
+	/* Signatures finished since the eventfd was last read: their
+	 * appends join this iteration's batch (the pool does not wake the
+	 * loop for each RSA signature). */
+	if (d->pool)
+		sign_pool_reap_ready(d->pool);
 	if (!relay_daemon_commit_later(d))
 		queue_spool_flush(d->spool);
 

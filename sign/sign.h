@@ -101,6 +101,14 @@ int sign_pool_submit(struct sign_pool *p, struct sign_job *job, sign_done_cb cb,
 		     void *arg);
 void sign_pool_reap(struct sign_pool *p);
 
+/*
+ * sign_pool_reap_ready - sign_pool_reap() if finished jobs wait, for a
+ * loop that is awake anyway: one atomic load when none do. Workers do not
+ * wake the loop for every finished RSA job (see sign_pool.c), so a loop
+ * that calls this once per iteration gets its results sooner.
+ */
+void sign_pool_reap_ready(struct sign_pool *p);
+
 /* sign_pool_outstanding - jobs submitted and not yet reaped (on the thread
  * that submits and reaps). */
 size_t sign_pool_outstanding(const struct sign_pool *p);

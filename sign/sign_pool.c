@@ -14,19 +14,25 @@
  * at one per 8). So a finished job waits for company while the workers
  * have enough queued to stay busy, and the loop is woken when
  *  - a worker finds the queue empty (nothing to batch with), or
- *  - a worker is about to start an RSA job (hundreds of microseconds:
- *    finished jobs must not wait that long), or
+ *  - a worker is about to start an RSA job and there are as many
+ *    finished jobs as workers (an RSA job takes hundreds of
+ *    microseconds: finished jobs must not wait for more than about one;
+ *    waking the loop once per RSA job made it preempt a worker about
+ *    once per message), or
  *  - the queue is down to POOL_LOW jobs per worker: the loop has that
  *    long to submit more before the workers run dry, or
  *  - POOL_BATCH jobs are waiting.
  * A finished job therefore waits at most for POOL_BATCH - 1 ed25519
- * signatures spread over the workers: about 1.5 ms with one worker on
- * the development machine, 0.7 ms with two.
+ * signatures spread over the workers (about 1.5 ms with one worker on
+ * the development machine, 0.7 ms with two), or about one RSA signature.
+ * A loop that is awake anyway picks finished jobs up in passing
+ * (sign_pool_reap_ready), reading a counter the workers keep.
  */
 #include "sign/sign.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -44,7 +50,8 @@ struct sign_pool {
 	struct sign_job *dhead, **dtail; /* finished, FIFO */
 	unsigned nqueued;		 /* on the submitted list */
 	unsigned low;			 /* POOL_LOW per worker */
-	unsigned ndone;			 /* on the finished list */
+	unsigned workers;		 /* as asked for, for the RSA rule */
+	atomic_uint ndone;		 /* on the finished list */
 	bool woken;			 /* eventfd written since reap */
 	bool stop;
 
@@ -112,7 +119,7 @@ static void *pool_worker_main(void *arg)
 			p->qtail = &p->qhead;
 		p->nqueued--;
 		wake = (p->ndone >= POOL_BATCH || p->nqueued <= p->low ||
-			pool_job_slow(job)) &&
+			(p->ndone >= p->workers && pool_job_slow(job))) &&
 		       pool_wake_locked(p);
 		pthread_mutex_unlock(&p->lock);
 
@@ -152,6 +159,7 @@ struct sign_pool *sign_pool_new(int threads)
 	p->qtail = &p->qhead;
 	p->dtail = &p->dhead;
 	p->low = POOL_LOW * (unsigned)threads;
+	p->workers = (unsigned)threads;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -206,10 +214,23 @@ size_t sign_pool_outstanding(const struct sign_pool *p)
 	return p->outstanding;
 }
 
+/* pool_reap_list - run the callbacks of the finished list job. */
+static void pool_reap_list(struct sign_pool *p, struct sign_job *job)
+{
+	struct sign_job *next;
+
+	for (; job; job = next) {
+		next = job->next;
+		job->next = NULL;
+		p->outstanding--;
+		job->cb(job->arg, job, job->rc);
+	}
+}
+
 /* sign_pool_reap - drain the eventfd, then run every finished callback. */
 void sign_pool_reap(struct sign_pool *p)
 {
-	struct sign_job *job, *next;
+	struct sign_job *job;
 	uint64_t cnt;
 
 	if (read(p->efd, &cnt, sizeof(cnt)) < 0) {
@@ -222,13 +243,34 @@ void sign_pool_reap(struct sign_pool *p)
 	p->ndone = 0;
 	p->woken = false;
 	pthread_mutex_unlock(&p->lock);
+	pool_reap_list(p, job);
+}
 
-	for (; job; job = next) {
-		next = job->next;
-		job->next = NULL;
-		p->outstanding--;
-		job->cb(job->arg, job, job->rc);
+/* sign_pool_reap_ready - reap in passing, when finished jobs wait. */
+void sign_pool_reap_ready(struct sign_pool *p)
+{
+	struct sign_job *job;
+	uint64_t cnt;
+	bool woken;
+
+	/* A stale zero only delays these jobs to the next call or wake-up. */
+	if (atomic_load_explicit(&p->ndone, memory_order_relaxed) == 0)
+		return;
+	pthread_mutex_lock(&p->lock);
+	job = p->dhead;
+	p->dhead = NULL;
+	p->dtail = &p->dhead;
+	p->ndone = 0;
+	woken = p->woken;
+	p->woken = false;
+	pthread_mutex_unlock(&p->lock);
+
+	/* A wake-up claimed for these jobs need not wake the loop again
+	 * (if its write comes after this read, one empty reap follows). */
+	if (woken && read(p->efd, &cnt, sizeof(cnt)) < 0) {
+		/* EAGAIN: the worker has not written yet. */
 	}
+	pool_reap_list(p, job);
 }
 
 /* sign_pool_free - finish the queue, join, release. */

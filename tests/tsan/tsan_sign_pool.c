@@ -4,7 +4,8 @@
  * -DWAXSEAL_TSAN=ON and runs it). Three workers take rounds of 1 to 20
  * jobs, each signed with an ed25519 and an RSA key (dual signing), so
  * that every rule of the pool's batched wake-up is exercised: the queue
- * running dry, an RSA job next, a full batch. Exit status 0 when every
+ * running dry, an RSA job next, a full batch; every other round also
+ * reaps in passing (sign_pool_reap_ready). Exit status 0 when every
  * job came back signed; TSan's own report fails the run.
  */
 #include <poll.h>
@@ -128,7 +129,16 @@ int main(void)
 				goto out;
 			sent++;
 		}
+		/* Odd rounds: pick jobs up in passing, as the daemon's loop
+		 * does once per iteration, racing the workers' wake-ups. */
+		for (int k = 0; round % 2 && k < 5; k++) {
+			sign_pool_reap_ready(p);
+			usleep(100);
+		}
+
 		/* Reap some now, the rest with later rounds. */
+		if (done == sent)
+			continue;
 		if (poll(&pfd, 1, 10000) <= 0)
 			goto out;
 		sign_pool_reap(p);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
@@ -408,5 +409,53 @@ Test(sign_msg, pool_batches_keep_completion_order, .fini = done)
 			     run.n);
 		sign_pool_reap(p);
 	}
+	sign_pool_free(p);
+}
+
+/* now_ms - monotonic milliseconds, for the test's own deadline. */
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * sign_pool_reap_ready, called by a loop that is awake anyway, hands back
+ * what has finished without the eventfd, and nothing twice: what the
+ * eventfd still signals afterwards reaps nothing more.
+ */
+Test(sign_msg, pool_reap_ready_in_passing, .fini = done)
+{
+	struct sign_pool *p;
+	struct pollfd pfd;
+	long long until;
+	int i, n = 0;
+
+	load(CONF_UNSIGNED_ACCEPT, true);
+	p = sign_pool_new(2);
+	cr_assert_not_null(p);
+
+	/* Nothing submitted: nothing to do. */
+	sign_pool_reap_ready(p);
+	cr_assert_eq(n, 0);
+
+	for (i = 0; i < 30; i++)
+		cr_assert_eq(sign_pool_submit(p, make_job(), pool_cb, &n), 0);
+	until = now_ms() + 10000;
+	while (n < 30 && now_ms() < until) {
+		sign_pool_reap_ready(p);
+		cr_assert_eq(sign_pool_outstanding(p), (size_t)(30 - n));
+		usleep(200);
+	}
+	cr_assert_eq(n, 30, "only %d of 30 jobs came back in passing", n);
+
+	pfd.fd = sign_pool_fd(p);
+	pfd.events = POLLIN;
+	if (poll(&pfd, 1, 100) > 0)
+		sign_pool_reap(p);
+	cr_assert_eq(n, 30);
+	cr_assert_eq(sign_pool_outstanding(p), 0);
 	sign_pool_free(p);
 }
