@@ -49,8 +49,7 @@ struct sign_pool {
 	struct sign_job *qhead, **qtail; /* submitted, FIFO */
 	struct sign_job *dhead, **dtail; /* finished, FIFO */
 	unsigned nqueued;		 /* on the submitted list */
-	unsigned low;			 /* POOL_LOW per worker */
-	unsigned workers;		 /* as asked for, for the RSA rule */
+	unsigned workers; /* as asked for: set before they start */
 	atomic_uint ndone;		 /* on the finished list */
 	bool woken;			 /* eventfd written since reap */
 	bool stop;
@@ -118,7 +117,8 @@ static void *pool_worker_main(void *arg)
 		if (!p->qhead)
 			p->qtail = &p->qhead;
 		p->nqueued--;
-		wake = (p->ndone >= POOL_BATCH || p->nqueued <= p->low ||
+		wake = (p->ndone >= POOL_BATCH ||
+			p->nqueued <= POOL_LOW * p->workers ||
 			(p->ndone >= p->workers && pool_job_slow(job))) &&
 		       pool_wake_locked(p);
 		pthread_mutex_unlock(&p->lock);
@@ -158,7 +158,6 @@ struct sign_pool *sign_pool_new(int threads)
 		return NULL;
 	p->qtail = &p->qhead;
 	p->dtail = &p->dhead;
-	p->low = POOL_LOW * (unsigned)threads;
 	p->workers = (unsigned)threads;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
@@ -214,6 +213,25 @@ size_t sign_pool_outstanding(const struct sign_pool *p)
 	return p->outstanding;
 }
 
+/*
+ * pool_take - take the finished list, under the lock; *woken says
+ * whether a wake-up had been claimed for it.
+ */
+static struct sign_job *pool_take(struct sign_pool *p, bool *woken)
+{
+	struct sign_job *job;
+
+	pthread_mutex_lock(&p->lock);
+	job = p->dhead;
+	p->dhead = NULL;
+	p->dtail = &p->dhead;
+	p->ndone = 0;
+	*woken = p->woken;
+	p->woken = false;
+	pthread_mutex_unlock(&p->lock);
+	return job;
+}
+
 /* pool_reap_list - run the callbacks of the finished list job. */
 static void pool_reap_list(struct sign_pool *p, struct sign_job *job)
 {
@@ -230,20 +248,13 @@ static void pool_reap_list(struct sign_pool *p, struct sign_job *job)
 /* sign_pool_reap - drain the eventfd, then run every finished callback. */
 void sign_pool_reap(struct sign_pool *p)
 {
-	struct sign_job *job;
 	uint64_t cnt;
+	bool woken;
 
 	if (read(p->efd, &cnt, sizeof(cnt)) < 0) {
 		/* EAGAIN: nothing signalled, but look anyway. */
 	}
-	pthread_mutex_lock(&p->lock);
-	job = p->dhead;
-	p->dhead = NULL;
-	p->dtail = &p->dhead;
-	p->ndone = 0;
-	p->woken = false;
-	pthread_mutex_unlock(&p->lock);
-	pool_reap_list(p, job);
+	pool_reap_list(p, pool_take(p, &woken));
 }
 
 /* sign_pool_reap_ready - reap in passing, when finished jobs wait. */
@@ -256,14 +267,7 @@ void sign_pool_reap_ready(struct sign_pool *p)
 	/* A stale zero only delays these jobs to the next call or wake-up. */
 	if (atomic_load_explicit(&p->ndone, memory_order_relaxed) == 0)
 		return;
-	pthread_mutex_lock(&p->lock);
-	job = p->dhead;
-	p->dhead = NULL;
-	p->dtail = &p->dhead;
-	p->ndone = 0;
-	woken = p->woken;
-	p->woken = false;
-	pthread_mutex_unlock(&p->lock);
+	job = pool_take(p, &woken);
 
 	/* A wake-up claimed for these jobs need not wake the loop again
 	 * (if its write comes after this read, one empty reap follows). */
