@@ -30,6 +30,7 @@ struct relay_dlog {
 	int fd;	      /* -1: a log that writes nothing */
 	char *path;   /* for reopen */
 	bool failing; /* the last write failed; it was reported */
+	uint64_t lost; /* lines not written since failing began */
 	char *buf;    /* RELAY_DLOG_BUF octets when fd >= 0 */
 	size_t len;   /* of buf, whole lines */
 };
@@ -268,13 +269,52 @@ fail:
 }
 
 /* relay_dlog_fail - report err once per run of failures (id: a queue ID
- * for a single line, NULL for a buffer of them). */
-static void relay_dlog_fail(struct relay_dlog *l, const char *id, int err)
+ * for a single line, NULL for a buffer of them); lost lines are counted. */
+static void relay_dlog_fail(struct relay_dlog *l, const char *id, int err,
+			    uint64_t lost)
 {
 	if (!l->failing)
 		relay_warn(id, "delivery_log write failed path=%s reason=%s",
 			   l->path, strerror(-err));
 	l->failing = true;
+	l->lost += lost;
+}
+
+/* relay_dlog_lines - the number of line ends in p[0..n). */
+static uint64_t relay_dlog_lines(const char *p, size_t n)
+{
+	uint64_t k = 0;
+
+	for (const char *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))); p++)
+		k++;
+	return k;
+}
+
+/*
+ * relay_dlog_cut - after a short write of w octets of p, cut the line it
+ * left unfinished off the end of the file, so that a reader sees whole
+ * lines only. The daemon is the file's one writer (O_APPEND): its end is
+ * where the short write stopped.
+ */
+static void relay_dlog_cut(struct relay_dlog *l, const char *p, size_t w)
+{
+	size_t whole = w;
+	off_t end;
+
+	while (whole > 0 && p[whole - 1] != '\n')
+		whole--;
+	if (whole == w)
+		return;
+	end = lseek(l->fd, 0, SEEK_END);
+	if (end >= (off_t)(w - whole) &&
+	    ftruncate(l->fd, end - (off_t)(w - whole)) == 0)
+		return;
+	relay_warn(NULL,
+		   "delivery_log cannot cut a partial line path=%s "
+		   "reason=%s",
+		   l->path,
+		   end < (off_t)(w - whole) && end >= 0 ? "file shrank"
+							: strerror(errno));
 }
 
 /* relay_dlog_out - write n octets of whole lines; see relay_dlog_fail. */
@@ -284,18 +324,29 @@ static void relay_dlog_out(struct relay_dlog *l, const char *p, size_t n,
 	ssize_t w;
 
 	/*
-	 * XXX: a short write (disk full) leaves a partial line, which a
-	 * reader must skip; it is not retried because the loop thread must
-	 * not wait on the disk.
+	 * Not retried on failure: the loop thread must not wait on the disk,
+	 * and a full disk fails again. A short write keeps its whole lines
+	 * and cuts the unfinished one; the lines not written are lost, and
+	 * counted in the "resumed" line.
 	 */
 	w = write(l->fd, p, n);
 	if (w < 0 || (size_t)w < n) {
-		relay_dlog_fail(l, id, w < 0 ? -errno : -ENOSPC);
+		int err = w < 0 ? -errno : -ENOSPC;
+
+		if (w < 0)
+			w = 0;
+		relay_dlog_cut(l, p, (size_t)w);
+
+		/* The cut line ends past w, so it is counted here. */
+		relay_dlog_fail(l, id, err,
+				relay_dlog_lines(p + w, n - (size_t)w));
 		return;
 	}
 	if (l->failing)
-		relay_info(id, "delivery_log resumed path=%s", l->path);
+		relay_info(id, "delivery_log resumed path=%s lost=%" PRIu64,
+			   l->path, l->lost);
 	l->failing = false;
+	l->lost = 0;
 }
 
 /* relay_dlog_flush - see relay_dlog.h. */
@@ -336,7 +387,7 @@ void relay_dlog_write(struct relay_dlog *l, const struct relay_dlog_rec *r)
 	}
 	line = malloc(n + 1);
 	if (line == NULL) {
-		relay_dlog_fail(l, r->queue_id, -ENOMEM);
+		relay_dlog_fail(l, r->queue_id, -ENOMEM, 1);
 		return;
 	}
 	relay_dlog_format(r, line, n + 1);
@@ -362,6 +413,7 @@ int relay_dlog_reopen(struct relay_dlog *l)
 		close(l->fd);
 	l->fd = fd;
 	l->failing = false;
+	l->lost = 0;
 	return 0;
 }
 

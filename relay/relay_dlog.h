@@ -56,8 +56,10 @@ int relay_dlog_open(struct relay_dlog **out, const char *path);
 /*
  * relay_dlog_write - append the line for r to the buffer; a full buffer
  * is written first. A failed or short write is reported once with
- * relay_log (and once more when writing works again), never to the
- * caller: delivery goes on without its log.
+ * relay_log (and once more when writing works again, with the number of
+ * lines lost), never to the caller: delivery goes on without its log. A
+ * short write keeps the whole lines it wrote and cuts off the rest, so
+ * the file holds whole lines only.
  */
 void relay_dlog_write(struct relay_dlog *l, const struct relay_dlog_rec *r);
 

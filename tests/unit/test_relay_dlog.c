@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -600,4 +602,73 @@ Test(relay_dlog, line_longer_than_the_buffer)
 	free(file);
 	free(line);
 	free(reply);
+}
+
+Test(relay_dlog, short_write_leaves_whole_lines)
+{
+	struct relay_dlog_rec r = rec_full;
+	char path[128], errpath[128], one[1024], rcpt[64], *got, *p, *log;
+	struct rlimit lim, old;
+	struct relay_dlog *l;
+	size_t len, n, i, kept, count = 20;
+	int fd, saved;
+
+	/* relay_log writes to standard error: keep it in a file. */
+	snprintf(errpath, sizeof(errpath), "%s/waxseal.log", dir);
+	fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	cr_assert_geq(fd, 0);
+	saved = dup(STDERR_FILENO);
+	cr_assert_geq(dup2(fd, STDERR_FILENO), 0);
+	close(fd);
+
+	/*
+	 * A file size limit gives the short write a full disk would: the
+	 * first write stops at 1000 octets, in the middle of a line (lines
+	 * are about 400), and the next one fails with EFBIG.
+	 */
+	signal(SIGXFSZ, SIG_IGN);
+	cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 1000;
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+
+	snprintf(path, sizeof(path), "%s/delivery.log", dir);
+	cr_assert_eq(relay_dlog_open(&l, path), 0);
+	for (i = 0; i < count; i++) {
+		snprintf(rcpt, sizeof(rcpt), "user%zu@example.org", i);
+		r.recipient = rcpt;
+		relay_dlog_write(l, &r);
+	}
+	relay_dlog_flush(l);
+
+	/* Whole lines only, the first ones, in order. */
+	got = slurp(path, &len);
+	cr_assert_gt(len, 0, "the short write kept nothing");
+	cr_assert_lt(len, 1000, "the partial line was not cut: %zu", len);
+	cr_assert_eq(got[len - 1], '\n', "a partial line is left");
+	for (p = got, kept = 0; *p != '\0'; kept++) {
+		snprintf(rcpt, sizeof(rcpt), "user%zu@example.org", kept);
+		r.recipient = rcpt;
+		n = relay_dlog_format(&r, one, sizeof(one));
+		cr_assert_eq(strncmp(p, one, n), 0, "line %zu: %.80s", kept, p);
+		p += n;
+	}
+	free(got);
+
+	/* Room again: the next line is whole, and the loss was counted. */
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	relay_dlog_write(l, &rec_nulls);
+	relay_dlog_close(l);
+	got = slurp(path, &len);
+	cr_assert_str_eq(got + len - strlen(line_nulls), line_nulls);
+	free(got);
+
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	log = slurp(errpath, NULL);
+	cr_assert_not_null(strstr(log, "delivery_log write failed"), "%s", log);
+	snprintf(one, sizeof(one), "delivery_log resumed path=%s lost=%zu\n",
+		 path, count - kept);
+	cr_assert_not_null(strstr(log, one), "want %s in:\n%s", one, log);
+	free(log);
 }
