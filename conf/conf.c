@@ -17,17 +17,20 @@
  * XXX: ${name?text} and ${name:text} (Postfix's conditional expansion) are
  * not supported and are reported as an unknown parameter name.
  *
- * XXX: mynetworks takes only address/prefix entries; Postfix's host names,
- * /file/name and type:table entries are rejected.
+ * mynetworks takes address/prefix entries, "/file/name" pattern files and
+ * "cidr:" tables, each negated by a leading "!"; Postfix's host and domain
+ * names and other table types are rejected with the reason.
  */
 #include "conf/conf.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The longest logical line, and the longest value after expansion. */
@@ -716,37 +719,275 @@ static int conf_conv_words(const struct conf_param *p, const char *v,
 	return 0;
 }
 
-/* conf_conv_cidrs - parse every entry of a cidr list value into l. */
+/* A mynetworks list being built: entries from the value and its files. */
+struct conf_cidr_acc {
+	struct conf_cidr_list *l;
+	size_t cap;
+	char *why;
+	size_t whylen;
+};
+
+/* Nested "/file/name" patterns: deeper than this is taken for a loop. */
+#define CONF_CIDR_DEPTH 8
+/* The largest pattern file or cidr: table read. */
+#define CONF_CIDR_FILE_MAX (4 << 20)
+
+/* conf_cidr_push - append e to the list being built. */
+static int conf_cidr_push(struct conf_cidr_acc *a, const struct conf_cidr *e)
+{
+	struct conf_cidr_list *l = a->l;
+
+	if (l->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 8;
+		struct conf_cidr *nv = realloc(l->v, cap * sizeof(*nv));
+
+		if (nv == NULL)
+			return -ENOMEM;
+		l->v = nv;
+		a->cap = cap;
+	}
+	l->v[l->n++] = *e;
+	return 0;
+}
+
+/*
+ * conf_cidr_slurp - the content of the regular file path, NUL-terminated
+ * (malloc'd), or NULL with the reason in a->why (*r: -EINVAL or -ENOMEM).
+ */
+static char *conf_cidr_slurp(struct conf_cidr_acc *a, const char *path, int *r)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t got = 0;
+	int fd;
+
+	*r = -EINVAL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		snprintf(a->why, a->whylen, "%.200s: %s", path,
+			 strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > CONF_CIDR_FILE_MAX) {
+		snprintf(a->why, a->whylen, "%.200s: %s", path,
+			 S_ISREG(st.st_mode) ? "larger than 4 MiB"
+					     : "not a regular file");
+		goto fail;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		*r = -ENOMEM;
+		goto fail;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(a->why, a->whylen, "%.200s: %s", path,
+				 n < 0 ? strerror(errno) : "file shrank");
+			goto fail;
+		}
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	close(fd);
+	return buf;
+
+fail:
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+static int conf_cidr_word(struct conf_cidr_acc *a, const char *w, bool neg,
+			  int depth);
+
+/*
+ * conf_cidr_file - a "/file/name" pattern: every pattern in the file, as
+ * in the value (blanks or commas between them, "#" lines are comments),
+ * each negated when neg is.
+ */
+static int conf_cidr_file(struct conf_cidr_acc *a, const char *path, bool neg,
+			  int depth)
+{
+	static const char sep[] = " \t\r\f\v,";
+	char *text, *line, *next, w[256];
+	int r, lineno = 0;
+
+	if (depth >= CONF_CIDR_DEPTH) {
+		snprintf(a->why, a->whylen,
+			 "%.200s: pattern files nested too deep", path);
+		return -EINVAL;
+	}
+	text = conf_cidr_slurp(a, path, &r);
+	if (text == NULL)
+		return r;
+	r = 0;
+	for (line = text; line != NULL && r == 0; line = next) {
+		char *p = line;
+
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		lineno++;
+		p += strspn(p, sep);
+		if (*p == '#')
+			continue;
+		for (; *p && r == 0; p += strspn(p, sep)) {
+			size_t n = strcspn(p, sep);
+
+			snprintf(w, sizeof(w), "%.*s", (int)n, p);
+			p += n;
+			if (n >= sizeof(w)) {
+				snprintf(a->why, a->whylen,
+					 "pattern too long: %.60s...", w);
+				r = -EINVAL;
+			} else {
+				r = conf_cidr_word(a, w, neg, depth + 1);
+			}
+		}
+		if (r == -EINVAL) {
+			/* Say where: "FILE line N: " before the reason. */
+			char *why = strdup(a->why);
+
+			if (why == NULL) {
+				r = -ENOMEM;
+				break;
+			}
+			snprintf(a->why, a->whylen, "%.120s line %d: %s", path,
+				 lineno, why);
+			free(why);
+		}
+	}
+	free(text);
+	return r;
+}
+
+/*
+ * conf_cidr_table - a "cidr:/file/name" table (Postfix's cidr_table(5)):
+ * "network[/prefix] result" lines; in a list the result is not used, a
+ * client matches the table when it matches one of its networks. A line
+ * that starts with a blank continues the result of the line before.
+ */
+static int conf_cidr_table(struct conf_cidr_acc *a, const char *path, bool neg)
+{
+	static const char sep[] = " \t\r\f\v";
+	char *text, *line, *next, key[256];
+	struct conf_cidr e;
+	int r, lineno = 0;
+
+	text = conf_cidr_slurp(a, path, &r);
+	if (text == NULL)
+		return r;
+	r = 0;
+	for (line = text; line != NULL && r == 0; line = next) {
+		const char *p = line;
+		size_t n;
+
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		lineno++;
+		/* Blank, a comment, or the continuation of a result. */
+		if (*line == '\0' || *line == '#' || strchr(sep, *line))
+			continue;
+		n = strcspn(p, sep);
+		snprintf(key, sizeof(key), "%.*s", (int)n, p);
+		p += n + strspn(p + n, sep);
+		if (n >= sizeof(key)) {
+			snprintf(a->why, a->whylen,
+				 "%.120s line %d: pattern too long", path,
+				 lineno);
+			r = -EINVAL;
+		} else if (strcmp(key, "if") == 0 ||
+			   strcmp(key, "endif") == 0 || key[0] == '!') {
+			snprintf(a->why, a->whylen,
+				 "%.120s line %d: \"if\", \"endif\" and "
+				 "\"!pattern\" are not supported in "
+				 "mynetworks: %.80s",
+				 path, lineno, key);
+			r = -EINVAL;
+		} else if (conf_cidr_parse(&e, key) < 0) {
+			snprintf(a->why, a->whylen,
+				 "%.120s line %d: not a network "
+				 "address/prefix: %.120s",
+				 path, lineno, key);
+			r = -EINVAL;
+		} else if (*p == '\0') {
+			snprintf(a->why, a->whylen,
+				 "%.120s line %d: no result after %.120s", path,
+				 lineno, key);
+			r = -EINVAL;
+		} else {
+			e.negate = neg;
+			r = conf_cidr_push(a, &e);
+		}
+	}
+	free(text);
+	return r;
+}
+
+/* conf_cidr_typed - whether w looks like "type:table" (a letter first). */
+static bool conf_cidr_typed(const char *w)
+{
+	size_t n = strspn(w, "abcdefghijklmnopqrstuvwxyz0123456789_");
+
+	return n > 0 && w[n] == ':' && w[0] >= 'a' && w[0] <= 'z' &&
+	       w[n + 1] != ':' && strchr(w, '/') != NULL &&
+	       strchr(w, '/') > w + n;
+}
+
+/* conf_cidr_word - one pattern of a list or a pattern file. */
+static int conf_cidr_word(struct conf_cidr_acc *a, const char *w, bool neg,
+			  int depth)
+{
+	struct conf_cidr e;
+
+	if (w[0] == '!') {
+		neg = !neg;
+		w++;
+	}
+	if (w[0] == '/')
+		return conf_cidr_file(a, w, neg, depth);
+	if (conf_cidr_parse(&e, w) == 0) {
+		e.negate = neg;
+		return conf_cidr_push(a, &e);
+	}
+	if (strncmp(w, "cidr:", 5) == 0)
+		return conf_cidr_table(a, w + 5, neg);
+	if (conf_cidr_typed(w))
+		snprintf(a->why, a->whylen,
+			 "only cidr: tables are supported in mynetworks: "
+			 "%.120s",
+			 w);
+	else
+		snprintf(a->why, a->whylen,
+			 "not a network address/prefix: %.120s", w);
+	return -EINVAL;
+}
+
+/*
+ * conf_conv_cidrs - parse a mynetworks value into l: network/prefix
+ * entries, "/file/name" pattern files and "cidr:" tables, each of them
+ * negated by a leading "!"; the first entry that matches decides.
+ */
 static int conf_conv_cidrs(const char *v, struct conf_cidr_list *l, char *why,
 			   size_t whylen)
 {
 	static const struct conf_param plain = {.type = CONF_T_LIST};
+	struct conf_cidr_acc a = {.l = l, .why = why, .whylen = whylen};
 	struct conf_list words = {0};
 	int r;
 
 	/* Split as a list first, with no check, then parse each word. */
-	r = conf_conv_words(&plain, v, &words, why, whylen);
-	if (r < 0)
-		goto fail;
 	l->n = 0;
-	l->v = words.n ? calloc(words.n, sizeof(*l->v)) : NULL;
-	if (words.n && l->v == NULL) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	for (size_t k = 0; k < words.n; k++) {
-		if (conf_cidr_parse(&l->v[k], words.v[k]) < 0) {
-			snprintf(why, whylen,
-				 "not a network address/prefix: "
-				 "%.120s",
-				 words.v[k]);
-			r = -EINVAL;
-			goto fail;
-		}
-		l->n++;
-	}
-	r = 0;
-fail:
+	l->v = NULL;
+	r = conf_conv_words(&plain, v, &words, why, whylen);
+	for (size_t k = 0; r == 0 && k < words.n; k++)
+		r = conf_cidr_word(&a, words.v[k], false, 0);
 	for (size_t k = 0; k < words.n; k++)
 		free(words.v[k]);
 	free(words.v);
@@ -1244,17 +1485,19 @@ static int conf_fmt_escaped(struct conf_sb *b, const char *s)
 	return r;
 }
 
-/* conf_fmt_cidr - "a.b.c.d/p" or "[v6]/p". */
+/* conf_fmt_cidr - "a.b.c.d/p" or "[v6]/p", after "!" when negated. */
 static int conf_fmt_cidr(struct conf_sb *b, const struct conf_cidr *e)
 {
-	char a[INET6_ADDRSTRLEN], out[INET6_ADDRSTRLEN + 8];
+	char a[INET6_ADDRSTRLEN], out[INET6_ADDRSTRLEN + 16];
 
 	if (inet_ntop(e->family, e->addr, a, sizeof(a)) == NULL)
 		snprintf(a, sizeof(a), "?");
 	if (e->family == AF_INET6)
-		snprintf(out, sizeof(out), "[%s]/%d", a, e->prefix);
+		snprintf(out, sizeof(out), "%s[%s]/%d", e->negate ? "!" : "", a,
+			 e->prefix);
 	else
-		snprintf(out, sizeof(out), "%s/%d", a, e->prefix);
+		snprintf(out, sizeof(out), "%s%s/%d", e->negate ? "!" : "", a,
+			 e->prefix);
 	return conf_sb_str(b, out);
 }
 
@@ -1442,10 +1685,10 @@ bool conf_cidr_match(const struct conf_cidr_list *l, const struct sockaddr *sa)
 
 		if (e->family == AF_INET && has4 && e->prefix <= 32 &&
 		    conf_prefix_eq(e->addr, a4, e->prefix))
-			return true;
+			return !e->negate;
 		if (e->family == AF_INET6 && has6 && e->prefix <= 128 &&
 		    conf_prefix_eq(e->addr, a6, e->prefix))
-			return true;
+			return !e->negate;
 	}
 	return false;
 }

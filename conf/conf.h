@@ -33,11 +33,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* One mynetworks entry: family AF_INET or AF_INET6, address, prefix. */
+/*
+ * One mynetworks entry: family AF_INET or AF_INET6, address, prefix; a
+ * negated entry ("!10.1.2.3") excludes the clients it matches.
+ */
 struct conf_cidr {
 	int family;
 	uint8_t addr[16];
 	int prefix;
+	bool negate;
 };
 
 struct conf_cidr_list {
@@ -203,7 +207,8 @@ int conf_cidr_parse(struct conf_cidr *out, const char *s);
 
 /*
  * conf_cidr_match - whether the socket address sa (AF_INET or AF_INET6;
- * IPv4-mapped v6 addresses match v4 entries) is inside any entry of l.
+ * IPv4-mapped v6 addresses match v4 entries) is in l: the first entry of
+ * l that it lies in decides (a negated one says no); none says no.
  */
 bool conf_cidr_match(const struct conf_cidr_list *l,
 		     const struct sockaddr *sa);

@@ -2,6 +2,7 @@
 "554 5.7.1" for every recipient, whatever the address looks like, and
 nothing is queued; a client inside may relay to the same addresses."""
 
+import signal
 import smtplib
 import socket
 
@@ -119,3 +120,58 @@ def test_ipv6_untrusted(relay):
         check(c.cmd("RCPT TO:<a@example.com>"), 554, "5.7.1")
         check(c.cmd("DATA"), 554)
     assert r.queue_list() == []
+
+
+def relay_answer(r, source):
+    """The RCPT reply a client from source gets (smtplib, a peer we did
+    not write)."""
+    s = smtplib.SMTP(timeout=10, local_hostname="client.test",
+                     source_address=(source, 0))
+    s.connect(r.host, r.port)
+    with s:
+        s.ehlo()
+        code, resp = s.mail("b@example.org")
+        assert code == 250, resp
+        return s.docmd("RCPT", "TO:<a@example.com>")
+
+
+def test_mynetworks_from_postfix_tables(relay, tmp_path):
+    """mynetworks as a Postfix main.cf writes it: a "!" exception first,
+    then a cidr_table(5) file; SIGHUP reads the table again."""
+    table = tmp_path / "clients.cidr"
+    table.write_text("# trusted senders\n127.0.0.0/8\tOK\n")
+    r = relay("mynetworks = !127.0.0.3, cidr:%s" % table)
+    try:
+        code, resp = relay_answer(r, "127.0.0.2")
+    except OSError as e:
+        pytest.skip("cannot connect from 127.0.0.2: %s" % e)
+    assert code == 250, resp
+    code, resp = relay_answer(r, "127.0.0.3")
+    assert (code, resp[:5]) == (554, b"5.7.1"), resp
+
+    # The table changes; new sessions follow it after SIGHUP.
+    table.write_text("127.0.0.2 OK\n")
+    r.signal(signal.SIGHUP)
+    r.wait_log(r"reloaded config=")
+    assert relay_answer(r, "127.0.0.2")[0] == 250
+    code, resp = relay_answer(r, "127.0.0.4")
+    assert (code, resp[:5]) == (554, b"5.7.1"), resp
+
+    # A broken table is refused with its file and line, and the
+    # running list stays.
+    table.write_text("127.0.0.2 OK\nmail.example.com OK\n")
+    r.signal(signal.SIGHUP)
+    r.wait_log(r"reload-failed")
+    assert "%s line 2: not a network address/prefix: mail.example.com" \
+        % table in r.log()
+    assert relay_answer(r, "127.0.0.2")[0] == 250
+    assert relay_answer(r, "127.0.0.4")[0] == 554
+
+
+def test_mynetworks_bad_file_at_start(relay, tmp_path):
+    """A pattern file that cannot be read stops the start with a message
+    that names it."""
+    r = relay("mynetworks = %s/none" % tmp_path, start=False)
+    with pytest.raises(waxtest.DaemonError):
+        r.start(timeout=5)
+    assert "%s/none: No such file or directory" % tmp_path in r.run_log()

@@ -7,6 +7,8 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -840,4 +842,195 @@ Test(conf, load_directory)
 	cr_assert_str_eq(err, WAXSEAL_TESTDATA ": cannot read: Is a "
 					       "directory");
 	cr_assert_null(c.path);
+}
+
+/* A directory for pattern files, removed by the test's end. */
+static char tdir[64];
+
+static void files_setup(void)
+{
+	snprintf(tdir, sizeof(tdir), "/tmp/test_conf.XXXXXX");
+	cr_assert_not_null(mkdtemp(tdir));
+}
+
+static void files_teardown(void)
+{
+	char cmd[128];
+
+	conf_free(&c);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tdir);
+	if (system(cmd) != 0)
+		cr_log_warn("cannot remove %s", tdir);
+}
+
+/* put - write text to tdir/name; its path into path. */
+static void put(char *path, size_t len, const char *name, const char *text)
+{
+	FILE *f;
+
+	snprintf(path, len, "%s/%s", tdir, name);
+	f = fopen(path, "w");
+	cr_assert_not_null(f, "%s", path);
+	fputs(text, f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+/* parse_fmt - parse a printf-made text. */
+static int parse_fmt(const char *fmt, ...)
+{
+	char text[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	return parse(text);
+}
+
+Test(conf, mynetworks_negation_first_match, .fini = teardown)
+{
+	char *out;
+
+	parse_ok("mynetworks = !10.1.2.3, 10.1.0.0/16 !10.1.9.0/24 "
+		 "![::1]/128 ::/0\n");
+	cr_assert_not(in4(&c.mynetworks, "10.1.2.3"));
+	cr_assert(in4(&c.mynetworks, "10.1.2.4"));
+
+	/* First match decides: 10.1.9.9 is in 10.1.0.0/16 first. */
+	cr_assert(in4(&c.mynetworks, "10.1.9.9"));
+	cr_assert_not(in4(&c.mynetworks, "10.2.0.1"));
+	cr_assert_not(in6(&c.mynetworks, "::1"));
+	cr_assert(in6(&c.mynetworks, "2001:db8::1"));
+	cr_assert_not(in6(&c.mynetworks, "::ffff:10.1.2.3"));
+
+	out = printed(&c, true, false);
+	cr_assert_not_null(strstr(out, "mynetworks = !10.1.2.3/32, "
+				       "10.1.0.0/16, !10.1.9.0/24, "
+				       "![::1]/128, [::]/0\n"),
+			   "%s", out);
+	free(out);
+}
+
+Test(conf, mynetworks_pattern_file, .init = files_setup, .fini = files_teardown)
+{
+	char nets[128], more[128], *out;
+
+	put(more, sizeof(more), "more", "192.0.2.0/24\n");
+	put(nets, sizeof(nets), "nets",
+	    "# the office\n"
+	    "10.1.0.0/16, !10.2.3.4 10.2.0.0/16\n"
+	    "\n"
+	    "   # indented comment\n"
+	    "  [2001:db8::]/32\n");
+	/* The file's patterns stand where the file is named. */
+	cr_assert_eq(parse_fmt("mynetworks = 127.0.0.1 %s\n  %s\n", nets, more),
+		     0, "%s", err);
+	cr_assert_eq(c.mynetworks.n, 6);
+	cr_assert(in4(&c.mynetworks, "127.0.0.1"));
+	cr_assert(in4(&c.mynetworks, "10.1.200.1"));
+	cr_assert_not(in4(&c.mynetworks, "10.2.3.4"));
+	cr_assert(in4(&c.mynetworks, "10.2.3.5"));
+	cr_assert(in4(&c.mynetworks, "192.0.2.77"));
+	cr_assert_not(in4(&c.mynetworks, "198.51.100.1"));
+	cr_assert(in6(&c.mynetworks, "2001:db8:ffff::1"));
+	cr_assert_not(in6(&c.mynetworks, "2001:db9::1"));
+	conf_free(&c);
+
+	/* "!" before a file negates each of its patterns. */
+	cr_assert_eq(parse_fmt("mynetworks = !%s 0.0.0.0/0\n", more), 0, "%s",
+		     err);
+	cr_assert_not(in4(&c.mynetworks, "192.0.2.1"));
+	cr_assert(in4(&c.mynetworks, "198.51.100.1"));
+	out = printed(&c, true, false);
+	cr_assert_not_null(
+	    strstr(out, "mynetworks = !192.0.2.0/24, 0.0.0.0/0\n"), "%s", out);
+	free(out);
+}
+
+Test(conf, mynetworks_cidr_table, .init = files_setup, .fini = files_teardown)
+{
+	char t[128];
+
+	put(t, sizeof(t), "clients.cidr",
+	    "# Postfix cidr_table(5)\n"
+	    "10.3.0.0/16\tOK\n"
+	    "192.0.2.5 permit\n"
+	    "   continued result\n"
+	    "\n"
+	    "2001:db8:5::/48 OK\n"
+	    "[2001:db8:6::]/48 OK\n");
+	cr_assert_eq(parse_fmt("mynetworks = cidr:%s\n", t), 0, "%s", err);
+	cr_assert_eq(c.mynetworks.n, 4);
+	cr_assert(in4(&c.mynetworks, "10.3.4.5"));
+	cr_assert(in4(&c.mynetworks, "192.0.2.5"));
+	cr_assert_not(in4(&c.mynetworks, "192.0.2.6"));
+	cr_assert(in6(&c.mynetworks, "2001:db8:5::9"));
+	cr_assert(in6(&c.mynetworks, "2001:db8:6::9"));
+	cr_assert_not(in6(&c.mynetworks, "2001:db8:7::9"));
+	conf_free(&c);
+
+	cr_assert_eq(parse_fmt("mynetworks = !cidr:%s 10.0.0.0/8\n", t), 0,
+		     "%s", err);
+	cr_assert_not(in4(&c.mynetworks, "10.3.4.5"));
+	cr_assert(in4(&c.mynetworks, "10.4.4.5"));
+}
+
+/* bad_fmt - the error for a printf-made text, which must fail. */
+static const char *bad_fmt(const char *fmt, const char *arg)
+{
+	cr_assert_eq(parse_fmt(fmt, arg), -EINVAL, "accepted: %s", fmt);
+	cr_assert_null(c.raw);
+	return err;
+}
+
+Test(conf, mynetworks_file_errors, .init = files_setup, .fini = files_teardown)
+{
+	char p[128], q[128], want[512];
+
+	/* The message names the file, the line and the pattern. */
+	put(p, sizeof(p), "nets", "10.0.0.0/8\n\nexample.com\n");
+	snprintf(want, sizeof(want),
+		 "t.conf:1: mynetworks: %s line 3: not a network "
+		 "address/prefix: example.com",
+		 p);
+	cr_assert_str_eq(bad_fmt("mynetworks = %s\n", p), want);
+
+	snprintf(want, sizeof(want),
+		 "t.conf:1: mynetworks: %s/none: No such file or directory",
+		 tdir);
+	snprintf(q, sizeof(q), "%s/none", tdir);
+	cr_assert_str_eq(bad_fmt("mynetworks = %s\n", q), want);
+
+	/* No endless read of a device, no endless loop of files. */
+	cr_assert_str_eq(bad_fmt("mynetworks = %s\n", "/dev/zero"),
+			 "t.conf:1: mynetworks: /dev/zero: not a regular file");
+	snprintf(q, sizeof(q), "%s/loop", tdir);
+	put(q, sizeof(q), "loop", "");
+	put(q, sizeof(q), "loop", q);
+	cr_assert_not_null(strstr(bad_fmt("mynetworks = %s\n", q),
+				  "pattern files nested too deep"),
+			   "%s", err);
+
+	/* Other table types and cidr_table features are refused. */
+	cr_assert_str_eq(bad_fmt("mynetworks = %s\n", "hash:/etc/nets"),
+			 "t.conf:1: mynetworks: only cidr: tables are "
+			 "supported in mynetworks: hash:/etc/nets");
+	put(p, sizeof(p), "t1", "10.0.0.0/8 OK\n192.0.2.0/24\n");
+	snprintf(want, sizeof(want),
+		 "t.conf:1: mynetworks: %s line 2: no result after "
+		 "192.0.2.0/24",
+		 p);
+	cr_assert_str_eq(bad_fmt("mynetworks = cidr:%s\n", p), want);
+	put(p, sizeof(p), "t2", "if 10.0.0.0/8\n10.1.0.0/16 OK\nendif\n");
+	snprintf(want, sizeof(want),
+		 "t.conf:1: mynetworks: %s line 1: \"if\", \"endif\" and "
+		 "\"!pattern\" are not supported in mynetworks: if",
+		 p);
+	cr_assert_str_eq(bad_fmt("mynetworks = cidr:%s\n", p), want);
+	put(p, sizeof(p), "t3", "10.0.0.0/33 OK\n");
+	snprintf(want, sizeof(want),
+		 "t.conf:1: mynetworks: %s line 1: not a network "
+		 "address/prefix: 10.0.0.0/33",
+		 p);
+	cr_assert_str_eq(bad_fmt("mynetworks = cidr:%s\n", p), want);
 }
