@@ -14,8 +14,9 @@
  * Adding a parameter takes one field in struct conf and one row in
  * conf_params[] below; the row's C type is checked against the field's.
  *
- * XXX: ${name?text} and ${name:text} (Postfix's conditional expansion) are
- * not supported and are reported as an unknown parameter name.
+ * Expansion follows Postfix: $name, ${name}, $(name), $$, and the
+ * conditional ${name?text}, ${name:text} and ${name?{text1}:{text2}};
+ * the comparisons of Postfix 3.5 (${name==value?...}) are refused.
  *
  * mynetworks takes address/prefix entries, "/file/name" pattern files and
  * "cidr:" tables, each negated by a leading "!"; Postfix's host and domain
@@ -529,63 +530,131 @@ static int conf_exp_loop(struct conf_exp *x, int i, char *err, size_t errlen)
 	return r;
 }
 
-/* conf_exp_one - expand parameter i into x->v[i], once. */
-static int conf_exp_one(struct conf_exp *x, int i, char *err, size_t errlen)
+static int conf_exp_one(struct conf_exp *x, int i, char *err, size_t errlen);
+
+/*
+ * conf_exp_close - the bracket that closes the one at open (before end),
+ * counting nested pairs of the same kind, or NULL.
+ */
+static const char *conf_exp_close(const char *open, const char *end)
 {
-	const char *s = x->raw->val[i];
+	char o = *open, c = o == '{' ? '}' : ')';
+	int depth = 0;
+
+	for (const char *s = open; s < end; s++) {
+		if (*s == o)
+			depth++;
+		else if (*s == c && --depth == 0)
+			return s;
+	}
+	return NULL;
+}
+
+/* conf_exp_braced - whether [s, end) is one "{...}" group. */
+static bool conf_exp_braced(const char *s, const char *end)
+{
+	return s < end && *s == '{' && conf_exp_close(s, end) == end - 1;
+}
+
+static int conf_exp_span(struct conf_exp *x, int i, const char *s,
+			 const char *end, struct conf_sb *b, char *err,
+			 size_t errlen);
+
+/*
+ * conf_exp_cond - the conditional part of ${name?...} or ${name:...}: op
+ * is '?' (use the text when $name is not empty) or ':' (when it is);
+ * [s, end) is "text", "{text}" or, after '?', "{text1}:{text2}".
+ */
+static int conf_exp_cond(struct conf_exp *x, int i, const char *val, char op,
+			 const char *s, const char *end, struct conf_sb *b,
+			 char *err, size_t errlen)
+{
+	const char *c1 = NULL;
+	bool set = val[0] != '\0';
+
+	if (s < end && *s == '{') {
+		c1 = conf_exp_close(s, end);
+		if (c1 != NULL && c1 + 1 < end) {
+			/* {text1}:{text2}: only after '?'. */
+			if (op != '?' || c1[1] != ':' ||
+			    !conf_exp_braced(c1 + 2, end))
+				return conf_perr(err, errlen, x->file,
+						 x->raw->line[i], i,
+						 "after ${name?{text}} only "
+						 ":{text} may follow");
+			return set ? conf_exp_span(x, i, s + 1, c1, b, err,
+						   errlen)
+				   : conf_exp_span(x, i, c1 + 3, end - 1, b,
+						   err, errlen);
+		}
+		if (c1 != NULL) {
+			s++;
+			end--;
+		}
+	}
+	if (set != (op == '?'))
+		return 0;
+	return conf_exp_span(x, i, s, end, b, err, errlen);
+}
+
+/*
+ * conf_exp_span - append [s, end), a piece of parameter i's raw value,
+ * to b with its references expanded: $$, $name, ${name}, $(name), and
+ * Postfix's conditional ${name?text}, ${name:text} and
+ * ${name?{text1}:{text2}}.
+ */
+static int conf_exp_span(struct conf_exp *x, int i, const char *s,
+			 const char *end, struct conf_sb *b, char *err,
+			 size_t errlen)
+{
 	int line = x->raw->line[i];
-	struct conf_sb b = {0};
 	char why[256];
 	int r = 0;
 
-	if (x->v[i] != NULL)
-		return 0;
-	if (x->busy[i])
-		return conf_exp_loop(x, i, err, errlen);
-	x->busy[i] = true;
-	x->stack[x->depth++] = i;
-
-	/* An empty buffer still needs its NUL. */
-	r = conf_sb_add(&b, "", 0);
-	while (r == 0 && *s) {
-		const char *name, *dollar = strchr(s, '$');
+	while (r == 0 && s < end) {
+		const char *name, *dollar = memchr(s, '$', (size_t)(end - s));
+		const char *cond = NULL, *cend = NULL;
 		size_t n;
 		int j;
 
 		if (dollar == NULL) {
-			r = conf_sb_str(&b, s);
+			r = conf_sb_add(b, s, (size_t)(end - s));
 			break;
 		}
-		r = conf_sb_add(&b, s, (size_t)(dollar - s));
+		r = conf_sb_add(b, s, (size_t)(dollar - s));
 		if (r < 0)
 			break;
 		s = dollar + 1;
 
 		/* $$ is a literal $; $name, ${name} and $(name) refer. */
-		if (*s == '$') {
-			r = conf_sb_add(&b, "$", 1);
+		if (s < end && *s == '$') {
+			r = conf_sb_add(b, "$", 1);
 			s++;
 			continue;
 		}
-		if (*s == '{' || *s == '(') {
-			char close = *s == '{' ? '}' : ')';
-			const char *end = strchr(s + 1, close);
+		if (s < end && (*s == '{' || *s == '(')) {
+			const char *close = conf_exp_close(s, end);
 
-			if (end == NULL) {
+			if (close == NULL) {
 				snprintf(why, sizeof(why),
-					 "missing '%c' after "
-					 "'$%c'",
-					 close, *s);
+					 "missing '%c' after '$%c'",
+					 *s == '{' ? '}' : ')', *s);
 				r = conf_perr(err, errlen, x->file, line, i,
 					      why);
 				break;
 			}
 			name = s + 1;
-			n = (size_t)(end - name);
-			s = end + 1;
+			n = 0;
+			while (name + n < close && conf_namech(name[n]))
+				n++;
+			if (name + n < close) {
+				cond = name + n;
+				cend = close;
+			}
+			s = close + 1;
 		} else {
 			name = s;
-			while (conf_namech(*s))
+			while (s < end && conf_namech(*s))
 				s++;
 			n = (size_t)(s - name);
 		}
@@ -593,6 +662,16 @@ static int conf_exp_one(struct conf_exp *x, int i, char *err, size_t errlen)
 			r = conf_perr(err, errlen, x->file, line, i,
 				      "'$' without a parameter name (write $$ "
 				      "for a literal $)");
+			break;
+		}
+		if (cond != NULL && *cond != '?' && *cond != ':') {
+			snprintf(why, sizeof(why),
+				 "unsupported expansion: $%c%.*s (only "
+				 "${name}, ${name?text} and ${name:text})",
+				 name[-1],
+				 (int)(cend - name > 60 ? 60 : cend - name),
+				 name);
+			r = conf_perr(err, errlen, x->file, line, i, why);
 			break;
 		}
 
@@ -606,15 +685,39 @@ static int conf_exp_one(struct conf_exp *x, int i, char *err, size_t errlen)
 			break;
 		}
 		r = conf_exp_one(x, j, err, errlen);
-		if (r == 0)
-			r = conf_sb_str(&b, x->v[j]);
+		if (r == 0 && cond == NULL)
+			r = conf_sb_str(b, x->v[j]);
+		else if (r == 0)
+			r = conf_exp_cond(x, i, x->v[j], *cond, cond + 1, cend,
+					  b, err, errlen);
 
 		/* Nested references can double a value at every level. */
-		if (r == 0 && b.len > CONF_LINE_MAX)
+		if (r == 0 && b->len > CONF_LINE_MAX)
 			r = conf_perr(err, errlen, x->file, line, i,
 				      "value longer than 65536 bytes after "
 				      "expansion");
 	}
+	return r;
+}
+
+/* conf_exp_one - expand parameter i into x->v[i], once. */
+static int conf_exp_one(struct conf_exp *x, int i, char *err, size_t errlen)
+{
+	const char *s = x->raw->val[i];
+	struct conf_sb b = {0};
+	int r;
+
+	if (x->v[i] != NULL)
+		return 0;
+	if (x->busy[i])
+		return conf_exp_loop(x, i, err, errlen);
+	x->busy[i] = true;
+	x->stack[x->depth++] = i;
+
+	/* An empty buffer still needs its NUL. */
+	r = conf_sb_add(&b, "", 0);
+	if (r == 0)
+		r = conf_exp_span(x, i, s, s + strlen(s), &b, err, errlen);
 
 	x->busy[i] = false;
 	x->depth--;

@@ -302,6 +302,54 @@ Test(conf, expansion_errors)
 		  "(write $$ for a literal $)");
 }
 
+Test(conf, expansion_conditional)
+{
+	/* Postfix's forms: ?text when set, :text when empty, both. */
+	parse_ok("myhostname = mx.example\n"
+		 "smtpd_banner = ${myhostname?up:}|${relayhost:no relay}|"
+		 "${relayhost?{via $relayhost}:{direct}}|$(relayhost?x)|"
+		 "${myhostname?{$$5 {x}}}|${relayhost:{}}.\n");
+	cr_assert_str_eq(c.smtpd_banner, "up:|no relay|direct||$5 {x}|.");
+	conf_free(&c);
+
+	parse_ok("relayhost = [smart.example]:25\n"
+		 "smtpd_banner = ${relayhost?{via $relayhost}:{direct}} "
+		 "${relayhost:none}${relayhost?${myhostname:${relayhost}}}\n"
+		 "myhostname =\n");
+	cr_assert_str_eq(c.smtpd_banner,
+			 "via [smart.example]:25 [smart.example]:25");
+}
+
+Test(conf, expansion_conditional_errors)
+{
+	parse_bad("smtpd_banner = ${myhostname == x?y}\n",
+		  "t.conf:1: smtpd_banner: unsupported expansion: "
+		  "${myhostname == x?y (only ${name}, ${name?text} and "
+		  "${name:text})");
+	parse_bad("smtpd_banner = ${myhostname?{a}b}\n",
+		  "t.conf:1: smtpd_banner: after ${name?{text}} only "
+		  ":{text} may follow");
+	parse_bad("smtpd_banner = ${relayhost:{a}:{b}}\n",
+		  "t.conf:1: smtpd_banner: after ${name?{text}} only "
+		  ":{text} may follow");
+	parse_bad("smtpd_banner = ${nosuch?x}\n",
+		  "t.conf:1: smtpd_banner: unknown parameter in expansion: "
+		  "$nosuch");
+	parse_bad("smtpd_banner = ${myhostname?{x}\n",
+		  "t.conf:1: smtpd_banner: missing '}' after '${'");
+
+	/* The text of a branch is expanded, so it can close a loop... */
+	parse_bad("relayhost = ${myhostname?$smtpd_banner}\n"
+		  "smtpd_banner = $relayhost\n",
+		  "t.conf:2: smtpd_banner: parameter expansion loop: "
+		  "smtpd_banner -> relayhost -> smtpd_banner");
+
+	/* ...but the branch not taken is not. */
+	parse_ok("relayhost = ${myhostname:$smtpd_banner}\n"
+		 "smtpd_banner = x$relayhost\n");
+	cr_assert_str_eq(c.smtpd_banner, "x");
+}
+
 Test(conf, expansion_blowup_is_capped)
 {
 	/* Each level doubles: 2^40 bytes unless capped. */
