@@ -1028,21 +1028,30 @@ static void relay_dns_mx_ready(struct relay_dns_lookup *l)
 /*
  * relay_dns_host_addrs - the addresses of l's host i into out (when not
  * NULL): IPv4 first, then IPv6, at most RELAY_DNS_MAXADDR. Returns their
- * number. XXX: a host with RELAY_DNS_MAXADDR or more IPv4 addresses gets
- * none of its IPv6 ones.
+ * number. When a host has more than fit, each family keeps at least half
+ * of the room, so that a host with many IPv4 addresses still offers its
+ * IPv6 ones when the IPv4 ones cannot be reached.
  */
 static size_t relay_dns_host_addrs(const struct relay_dns_lookup *l, size_t i,
 				   struct relay_dns_host *out)
 {
 	const struct relay_dns_rrset *set[2] = {l->h[i].a, l->h[i].aaaa};
-	size_t n = 0, k, j;
+	size_t have[2], take[2], half, n = 0, k, j;
+
+	for (k = 0; k < 2; k++)
+		have[k] = set[k] != NULL && set[k]->status >= 0 ? set[k]->n : 0;
+	half =
+	    have[0] < RELAY_DNS_MAXADDR / 2 ? have[0] : RELAY_DNS_MAXADDR / 2;
+	take[1] = have[1] < RELAY_DNS_MAXADDR - half ? have[1]
+						     : RELAY_DNS_MAXADDR - half;
+	take[0] = have[0] < RELAY_DNS_MAXADDR - take[1]
+		      ? have[0]
+		      : RELAY_DNS_MAXADDR - take[1];
 
 	for (k = 0; k < 2; k++) {
 		const struct relay_dns_rrset *s = set[k];
 
-		if (s == NULL || s->status < 0)
-			continue;
-		for (j = 0; j < s->n && n < RELAY_DNS_MAXADDR; j++, n++) {
+		for (j = 0; j < take[k]; j++, n++) {
 			struct sockaddr_storage *ss;
 
 			if (out == NULL)
@@ -1067,9 +1076,10 @@ static size_t relay_dns_host_addrs(const struct relay_dns_lookup *l, size_t i,
 
 /*
  * relay_dns_addr_ready - every address set of l is READY: the verdict.
- * XXX: an exchange whose address lookup failed for now is dropped like
- * one without addresses, so mail may go to a less preferred exchange
- * while the preferred one's zone has trouble; only when no exchange has
+ * An exchange whose address lookup failed for now is dropped like one
+ * without addresses, so mail may go to a less preferred exchange while
+ * the preferred one's zone has trouble, as Postfix's SMTP client does
+ * (the backup exchanges are there to take it); only when no exchange has
  * an address does the temporary failure decide.
  */
 static void relay_dns_addr_ready(struct relay_dns_lookup *l)

@@ -542,6 +542,17 @@ static bool dnsmasq_try(int local_ttl)
 		      "--host-record=a.eq.test,127.0.0.31",
 		      "--host-record=b.eq.test,127.0.0.32",
 		      "--host-record=plain.test,127.0.0.20",
+		      /* Ten IPv4 and two IPv6 addresses. */
+		      "--host-record=many.test,127.0.1.1,fd00::1:1",
+		      "--host-record=many.test,127.0.1.2,fd00::1:2",
+		      "--host-record=many.test,127.0.1.3",
+		      "--host-record=many.test,127.0.1.4",
+		      "--host-record=many.test,127.0.1.5",
+		      "--host-record=many.test,127.0.1.6",
+		      "--host-record=many.test,127.0.1.7",
+		      "--host-record=many.test,127.0.1.8",
+		      "--host-record=many.test,127.0.1.9",
+		      "--host-record=many.test,127.0.1.10",
 		      "--dns-rr=null.test,15,000000", (char *)NULL);
 		_exit(127);
 	}
@@ -809,6 +820,33 @@ Test(relay_dns, host_lookup)
 
 	cr_assert_eq(relay_dns_host(dns, "a..b", result_cb, &r), -EINVAL);
 	cr_assert_eq(relay_dns_mx(dns, "", result_cb, &r), -EINVAL);
+	teardown();
+}
+
+Test(relay_dns, many_ipv4_leave_room_for_ipv6)
+{
+	struct result r = {0};
+	size_t i, v4 = 0, v6 = 0;
+
+	dnsmasq_start(300);
+	setup("", 1000);
+	cr_assert_eq(relay_dns_host(dns, "many.test", result_cb, &r), 0);
+	wait_for(&r.calls, 1, 5000);
+	cr_assert_eq(r.status, 0);
+	cr_assert_eq(r.nhost, 1);
+
+	/* All the room is used, IPv4 first, and both IPv6 are there. */
+	cr_assert_eq(r.host[0].naddr, RELAY_DNS_MAXADDR);
+	for (i = 0; i < r.host[0].naddr; i++) {
+		int fam = r.host[0].addr[i].ss_family;
+
+		cr_assert(fam == AF_INET ? v6 == 0 : fam == AF_INET6,
+			  "address %zu: family %d out of order", i, fam);
+		v4 += fam == AF_INET;
+		v6 += fam == AF_INET6;
+	}
+	cr_assert_eq(v4, RELAY_DNS_MAXADDR - 2);
+	cr_assert_eq(v6, 2);
 	teardown();
 }
 
