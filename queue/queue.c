@@ -1261,15 +1261,49 @@ static int queue_rec_apply(struct queue_spool *s, unsigned type,
 }
 
 /*
+ * queue_rec_at - whether a whole record with a good checksum starts at off
+ * (before size); its payload length into *len. -errno on a read error.
+ */
+static int queue_rec_at(struct queue_rd *rd, uint64_t off, uint64_t size,
+			uint32_t *len)
+{
+	const unsigned char *h;
+	int r;
+
+	if (size - off < QUEUE_HDR)
+		return 0;
+	r = queue_rd_get(rd, off, QUEUE_HDR, size, &h);
+	if (r < 0)
+		return r;
+	*len = queue_get32(h + 8);
+	if (memcmp(h, QUEUE_MAGIC, 4) || *len > QUEUE_REC_MAX ||
+	    *len > size - off - QUEUE_HDR)
+		return 0;
+	r = queue_rd_get(rd, off, QUEUE_HDR + *len, size, &h);
+	if (r < 0)
+		return r;
+	return queue_rec_crc(h, *len) == queue_get32(h + 12);
+}
+
+/*
  * queue_seg_records - apply every valid record of a segment, in order, and
  * set *end to the offset just past the last one.
+ *
+ * A record whose header is sound but whose checksum fails is skipped, and
+ * counted in corrupt_records, when a valid record starts right after it
+ * (the length it gives): that is a damaged payload, and the records after
+ * it were written and confirmed after it. Without one it is where the
+ * data ends: a torn or zero-filled tail. Were the record part of a batch
+ * the crash interrupted, the records behind it in that batch are still
+ * facts that happened before the crash (a message the client may send
+ * again, a delivery that was made), so applying them loses nothing.
  */
 static int queue_seg_records(struct queue_spool *s, struct queue_rd *rd,
 			     uint32_t num, uint64_t size, uint64_t *end)
 {
 	const unsigned char *h;
-	uint64_t off = 0;
-	uint32_t len;
+	uint64_t off = 0, next;
+	uint32_t len, nlen;
 	int r;
 
 	while (size - off >= QUEUE_HDR) {
@@ -1284,8 +1318,17 @@ static int queue_seg_records(struct queue_spool *s, struct queue_rd *rd,
 		r = queue_rd_get(rd, off, QUEUE_HDR + len, size, &h);
 		if (r < 0)
 			return r;
-		if (queue_rec_crc(h, len) != queue_get32(h + 12))
-			break;
+		if (queue_rec_crc(h, len) != queue_get32(h + 12)) {
+			next = off + QUEUE_HDR + len;
+			r = queue_rec_at(rd, next, size, &nlen);
+			if (r < 0)
+				return r;
+			if (r == 0)
+				break;
+			s->st.corrupt_records++;
+			off = next;
+			continue;
+		}
 
 		r = queue_rec_apply(s, h[4], h + QUEUE_HDR, len, num, off);
 		if (r < 0)
@@ -1356,9 +1399,10 @@ static int queue_seg_recover(struct queue_spool *s, uint32_t num, bool newest)
 	 * Past the last valid record of an older segment nothing can be
 	 * trusted, but a later segment can: skip to it. In the newest
 	 * segment it is the tail of a batch the crash interrupted.
-	 * XXX: a flipped bit in the middle of the newest segment looks the
-	 * same as a torn tail, so the valid records after it are cut away
-	 * too; telling the two apart needs batch markers on disk.
+	 * XXX: a damaged record header (magic or length) ends the segment's
+	 * records there: without batch markers on disk nothing says where
+	 * the next record starts. A damaged payload is skipped (see
+	 * queue_seg_records).
 	 */
 	used = queue_tail_used(rd.fd, end, (uint64_t)sb.st_size);
 	if (used > end && !newest)

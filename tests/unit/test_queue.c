@@ -1041,22 +1041,88 @@ Test(queue, corrupt_record_in_older_segment)
 	buf[off2 + 100] ^= 0x20;
 	spit(p, buf, len);
 
+	/* Only the damaged record is lost: the one after it is read. */
 	s = open_rw(&lim);
 	queue_spool_stats(s, &st);
 	cr_assert_eq(st.corrupt_records, 1);
 	cr_assert_eq(st.recovered_cut_bytes, 0);
-	cr_assert_eq(queue_spool_count(s), 2);
+	cr_assert_eq(queue_spool_count(s), 3);
 	check_msg(s, id[0], &t[0]);
 	cr_assert_null(queue_spool_find(s, id[1]));
-	cr_assert_null(queue_spool_find(s, id[2]));
+	check_msg(s, id[2], &t[2]);
 	check_msg(s, id[3], &t[3]);
 	cr_assert_eq((size_t)seg_size(1), len, "older segment left alone");
 
 	append_one(s, &t[4], id[4]);
 	queue_spool_close(s);
 	s = open_rw(&lim);
-	cr_assert_eq(queue_spool_count(s), 3);
+	cr_assert_eq(queue_spool_count(s), 4);
 	check_msg(s, id[4], &t[4]);
+	queue_spool_close(s);
+	free(buf);
+	for (int i = 0; i < 5; i++)
+		tmsg_free(&t[i]);
+}
+
+Test(queue, corrupt_payload_in_newest_segment)
+{
+	struct queue_spool *s = open_rw(NULL);
+	struct queue_stats st;
+	struct tmsg t[5];
+	char id[5][QUEUE_ID_LEN + 1], p[256], *buf;
+	size_t len;
+	uint64_t off1, off2;
+
+	for (int i = 0; i < 5; i++)
+		tmsg_make(&t[i], (unsigned)i + 90, 150);
+	for (int i = 0; i < 4; i++)
+		append_one(s, &t[i], id[i]);
+	off1 = queue_spool_find(s, id[1])->offset;
+	off2 = queue_spool_find(s, id[2])->offset;
+	queue_spool_close(s);
+
+	/*
+	 * A flipped bit in the data of the second of four confirmed
+	 * messages: the two after it were confirmed too, and stay.
+	 */
+	seg_path(p, sizeof(p), 1);
+	buf = slurp(p, &len);
+	buf[off1 + 100] ^= 0x04;
+	spit(p, buf, len);
+
+	s = open_rw(NULL);
+	queue_spool_stats(s, &st);
+	cr_assert_eq(st.corrupt_records, 1);
+	cr_assert_eq(st.recovered_cut_bytes, 0);
+	cr_assert_eq(queue_spool_count(s), 3);
+	check_msg(s, id[0], &t[0]);
+	cr_assert_null(queue_spool_find(s, id[1]));
+	check_msg(s, id[2], &t[2]);
+	check_msg(s, id[3], &t[3]);
+
+	/* The spool goes on behind them, and reads the same again. */
+	append_one(s, &t[4], id[4]);
+	queue_spool_close(s);
+	s = open_rw(NULL);
+	queue_spool_stats(s, &st);
+	cr_assert_eq(st.corrupt_records, 1);
+	cr_assert_eq(queue_spool_count(s), 4);
+	check_msg(s, id[2], &t[2]);
+	check_msg(s, id[4], &t[4]);
+	queue_spool_close(s);
+
+	/*
+	 * With the header of the record after it damaged too (its magic),
+	 * nothing says where a valid record starts again: from the damaged
+	 * payload on, the segment is cut as a torn tail is (the XXX in
+	 * queue_seg_recover).
+	 */
+	buf[off2] ^= 0x01;
+	spit(p, buf, len);
+	s = open_rw(NULL);
+	cr_assert_eq(queue_spool_count(s), 1);
+	check_msg(s, id[0], &t[0]);
+	cr_assert_eq((uint64_t)seg_size(1), off1);
 	queue_spool_close(s);
 	free(buf);
 	for (int i = 0; i < 5; i++)
