@@ -305,9 +305,11 @@ struct queue_stats {
 	/* From recovery at open: */
 	uint64_t recovered_cut_bytes; /* torn tail cut off the newest
 				       * segment (read-only: left in place) */
-	uint64_t corrupt_records;     /* older segments abandoned at a bad
-				       * record, plus records with a good
-				       * checksum that could not be decoded */
+	uint64_t corrupt_records;     /* records skipped for a damaged
+				       * payload, older segments abandoned
+				       * at a bad header, and records with a
+				       * good checksum that could not be
+				       * decoded */
 	uint64_t skipped_records;     /* records of an unknown type */
 	/* Reclaiming: */
 	uint64_t segments_deleted;    /* segment files unlinked */

@@ -292,6 +292,7 @@ static int relay_daemon_start(struct relay_daemon *d, struct relay_gen *g)
 {
 	const struct conf *c = &g->conf;
 	struct queue_limits lim;
+	struct queue_stats st;
 	const char *why = NULL;
 	char err[512] = "";
 	size_t i;
@@ -325,8 +326,22 @@ static int relay_daemon_start(struct relay_daemon *d, struct relay_gen *g)
 			  c->queue_directory, err);
 		return 1;
 	}
-	relay_info(NULL, "spool dir=%s messages=%zu", c->queue_directory,
-		   queue_spool_count(d->spool));
+	queue_spool_stats(d->spool, &st);
+	relay_info(NULL,
+		   "spool dir=%s messages=%zu cut_bytes=%llu "
+		   "corrupt_records=%llu",
+		   c->queue_directory, queue_spool_count(d->spool),
+		   (unsigned long long)st.recovered_cut_bytes,
+		   (unsigned long long)st.corrupt_records);
+
+	/* A torn tail follows any crash; damaged records do not. */
+	if (st.corrupt_records > 0)
+		relay_warn(NULL,
+			   "spool-damaged dir=%s corrupt_records=%llu "
+			   "reason=\"records failed their checksum or could "
+			   "not be decoded and were skipped\"",
+			   c->queue_directory,
+			   (unsigned long long)st.corrupt_records);
 	relay_io_on_prepare(d->io, relay_daemon_prepare, d);
 
 	d->pool = sign_pool_new((int)c->sign_threads);

@@ -161,3 +161,34 @@ def test_kill9_while_sending(relay):
     r.restart()
     check_stored(r, [(qid, "c", head, body)] + r1.acks)
     assert qid in r.queue_ids()
+
+
+def test_damaged_record_on_disk(relay):
+    """One stored message damaged on disk (a flipped bit in its text) is
+    lost alone: the messages stored after it stay, and the daemon says
+    so when it starts."""
+    r = relay()
+    acks = []
+    with r.client() as c:
+        c.ehlo()
+        for i in range(3):
+            tok = "damage-%d-%s" % (i, secrets.token_hex(6))
+            head, body = make_message(tok)
+            qid = c.send_message("b@example.org", ["a@example.com"],
+                                 head + b"\r\n" + body)
+            acks.append((qid, tok, head, body))
+    r.stop()
+
+    seg = newest_segment(r)
+    with open(seg, "r+b") as f:
+        data = f.read()
+        at = data.find(acks[1][1].encode())
+        assert at > 0, "the second message's token is not in %s" % seg
+        f.seek(at)
+        f.write(bytes([data[at] ^ 0x01]))
+
+    r.start()
+    assert "spool-damaged" in r.run_log()
+    assert "corrupt_records=1" in r.run_log()
+    assert sorted(r.queue_ids()) == sorted([acks[0][0], acks[2][0]])
+    check_stored(r, [acks[0], acks[2]])
