@@ -9,12 +9,12 @@
  * the steps need no error checks of their own: the build checks once at
  * the end.
  *
- * XXX: an SMTPUTF8 recipient or sender is written as is, in UTF-8, into
- * To:, the text part and Final-Recipient ("rfc822;"), and 8-bit header
- * fields of the original are copied as they are; the parts are labelled
- * 8bit, but RFC 6533's message/global-delivery-status and
- * message/global-headers are not produced, so a strict reader of an
- * SMTPUTF8 bounce may reject it.
+ * Internationalized mail (RFC 6533): a UTF-8 sender goes into To: as it
+ * is (RFC 6532), a UTF-8 recipient into the text part as it is and into
+ * Final-Recipient with the "utf-8" address type; the delivery-status
+ * part is then message/global-delivery-status, and an original header
+ * section holding UTF-8 is message/global-headers. Such a notification
+ * must travel with SMTPUTF8, which the caller asks for.
  */
 #include "relay/relay_dsn.h"
 
@@ -214,6 +214,23 @@ static bool relay_dsn_has8(const char *s, size_t n)
 		if ((unsigned char)s[i] >= 0x80)
 			return true;
 	return false;
+}
+
+/*
+ * relay_dsn_unitext - an address in RFC 6533's utf-8-addr-unitext form:
+ * UTF-8 as it is, and the ASCII octets that may not stand for themselves
+ * (controls, space, '+', '=', '\\' and DEL) as "\\x{HH}".
+ */
+static void relay_dsn_unitext(struct relay_dsn_buf *b, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c <= 0x20 || c == '+' || c == '=' || c == '\\' || c == 0x7f)
+			relay_dsn_printf(b, "\\x{%02X}", c);
+		else
+			relay_dsn_put(b, s, 1);
+	}
 }
 
 /* relay_dsn_is_code - whether s starts with an SMTP reply code. */
@@ -432,8 +449,14 @@ static void relay_dsn_report(struct relay_dsn_buf *b,
 	/* Per-recipient fields (section 2.3), each block after a blank. */
 	for (i = 0; i < in->nrcpt; i++) {
 		r = &in->rcpt[i];
-		relay_dsn_puts(b, "\r\nFinal-Recipient: rfc822; ");
-		relay_dsn_fold(b, 25, r->rcpt, "", true);
+		if (relay_dsn_has8(r->rcpt, strlen(r->rcpt))) {
+			/* RFC 6533 section 3: the "utf-8" address type. */
+			relay_dsn_puts(b, "\r\nFinal-Recipient: utf-8; ");
+			relay_dsn_unitext(b, r->rcpt);
+		} else {
+			relay_dsn_puts(b, "\r\nFinal-Recipient: rfc822; ");
+			relay_dsn_fold(b, 25, r->rcpt, "", false);
+		}
 		relay_dsn_put(b, "\r\n", 2);
 		relay_dsn_printf(b, "Action: %s\r\n", actions[i]);
 		relay_dsn_printf(b, "Status: %s\r\n",
@@ -612,11 +635,18 @@ int relay_dsn_build(const struct relay_dsn_in *in, char **out, size_t *outlen)
 			   ? "text/plain; charset=utf-8"
 			   : "text/plain; charset=us-ascii",
 		       "Notification", &parts, 0, text_end);
-	relay_dsn_part(&b, boundary, "message/delivery-status",
+	/* RFC 6533 section 6: the global types when UTF-8 is inside. */
+	relay_dsn_part(&b, boundary,
+		       relay_dsn_has8(parts.p + text_end, report_end - text_end)
+			   ? "message/global-delivery-status"
+			   : "message/delivery-status",
 		       "Delivery report", &parts, text_end, report_end);
-	relay_dsn_part(&b, boundary, "text/rfc822-headers",
-		       "Undelivered message headers", &parts, report_end,
-		       parts.len);
+	relay_dsn_part(
+	    &b, boundary,
+	    relay_dsn_has8(parts.p + report_end, parts.len - report_end)
+		? "message/global-headers"
+		: "text/rfc822-headers",
+	    "Undelivered message headers", &parts, report_end, parts.len);
 	relay_dsn_printf(&b, "\r\n--%s--\r\n", boundary);
 	if (b.nomem)
 		goto fail;

@@ -14,6 +14,11 @@
  *      deadline, Will-Retry-Until;
  *   3. text/rfc822-headers: the original's header section (never its
  *      body, which the sender has and which may be large).
+ * With a UTF-8 recipient (SMTPUTF8, RFC 6531) part 2 is RFC 6533's
+ * message/global-delivery-status and the recipient's Final-Recipient is
+ * "utf-8; " and the address in utf-8-addr-unitext form; with a UTF-8
+ * header section part 3 is message/global-headers. A notification that
+ * holds UTF-8 anywhere must be sent with SMTPUTF8 (and BODY=8BITMIME).
  * Every line ends in CRLF and is at most 998 octets (RFC 5322 section
  * 2.1.1): long diagnostics are folded at spaces, and a run of more than
  * about 990 octets without one is broken where it stands (the unfolded

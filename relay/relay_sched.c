@@ -42,6 +42,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 
+#include "relay/relay_addr.h"
 #include "relay/relay_dlog.h"
 #include "relay/relay_dns.h"
 #include "relay/relay_dsn.h"
@@ -1085,6 +1086,16 @@ static void sched_bounce(struct relay_sched *s, struct sched_msg *m)
 	q.data = &iov;
 	q.ndata = 1;
 	q.arrival_ms = in.now_ms;
+
+	/*
+	 * UTF-8 in the notification's header (a UTF-8 sender in To:) needs
+	 * SMTPUTF8 (RFC 6531); UTF-8 in its parts only needs 8BITMIME (RFC
+	 * 6533 section 6).
+	 */
+	if (relay_addr_has_8bit(m->sender, strlen(m->sender)))
+		q.flags |= QUEUE_F_SMTPUTF8;
+	if (relay_addr_has_8bit(dsn, len))
+		q.flags |= QUEUE_F_8BITMIME;
 	r = queue_spool_append(s->sp, &q, sched_dsn_queued_cb, s, id);
 	free(dsn);
 	if (r < 0)

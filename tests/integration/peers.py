@@ -89,7 +89,7 @@ class Received:
     """One mail transaction as a peer received it."""
 
     def __init__(self, sender, rcpts, data, helo=None, session=None,
-                 tls_version=None, name=None):
+                 tls_version=None, name=None, mail_options=()):
         self.sender = sender        # str, without <>
         self.rcpts = rcpts          # list of str, without <>
         self.data = data            # bytes, CRLF lines, dot-unstuffed
@@ -97,6 +97,7 @@ class Received:
         self.session = session      # AioSink: connection number
         self.tls_version = tls_version
         self.name = name            # Sink: dump file name
+        self.mail_options = list(mail_options)  # AioSink: MAIL params
 
     def __repr__(self):
         return "Received(%r -> %r, %d bytes)" % (self.sender, self.rcpts,
@@ -333,10 +334,12 @@ class AioSink:
     data_delay: seconds to sleep in DATA before answering 250.
     tls: an ssl.SSLContext for STARTTLS; broken_tls=True offers STARTTLS
     with a context that has no certificate, so every handshake fails.
-    rcpt_reply: a reply (str) for every RCPT instead of 250."""
+    rcpt_reply: a reply (str) for every RCPT instead of 250.
+    smtputf8: offer SMTPUTF8 (RFC 6531)."""
 
     def __init__(self, addr, port, data_delay=0.0, tls=None,
-                 broken_tls=False, rcpt_reply=None, hostname="aio.test"):
+                 broken_tls=False, rcpt_reply=None, hostname="aio.test",
+                 smtputf8=False):
         import logging
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import SMTP
@@ -405,7 +408,8 @@ class AioSink:
                         envelope.mail_from, list(envelope.rcpt_tos),
                         bytes(data), helo=session.host_name,
                         session=getattr(server, "_wax_no", None),
-                        tls_version=ver))
+                        tls_version=ver,
+                        mail_options=envelope.mail_options))
                 return "250 2.0.0 Ok: stored"
 
         class Ctl(Controller):
@@ -413,7 +417,7 @@ class AioSink:
                 return Counting(self.handler, **self.SMTP_kwargs)
 
         kw = dict(hostname=addr, port=port, server_hostname=hostname,
-                  decode_data=False, enable_SMTPUTF8=False,
+                  decode_data=False, enable_SMTPUTF8=smtputf8,
                   ready_timeout=10.0)
         if tls is not None:
             kw["tls_context"] = tls

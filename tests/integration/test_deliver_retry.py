@@ -140,3 +140,59 @@ def test_schedule_survives_restart(relay, sink, tmp_path):
     assert after["attempts"] == "1", after
     assert after["next_attempt_ms"] == before["next_attempt_ms"], after
     assert len(r.deliveries()) == 1, "tried again before its time"
+
+
+def test_smtputf8_bounce_is_rfc6533(relay, sink, aiosink, tmp_path):
+    """An SMTPUTF8 message (RFC 6531) from a UTF-8 sender, for a server
+    that does not offer SMTPUTF8 (smtp-sink), bounces with 5.6.7: the
+    DSN goes out with SMTPUTF8 and BODY=8BITMIME to a server that offers
+    them (aiosmtpd), and is RFC 6533's: message/global-delivery-status
+    with a utf-8 Final-Recipient, message/global-headers."""
+    import email
+    import email.parser
+    import email.policy
+    import smtplib
+
+    dest = sink("127.0.0.24", free_port(host="127.0.0.24"))
+    home = aiosink("127.0.0.25", free_port(host="127.0.0.25"), smtputf8=True)
+    sender8 = "nachrichten-\u00e4@news.test"
+    rcpt8 = "j\u00f6rg@dest.test"
+    r = relay(*peers.delivery_lines(), routes(tmp_path, dest, home))
+
+    msg = ("From: %s\r\nTo: %s\r\nSubject: Gr\u00fc\u00dfe\r\n"
+           "Message-ID: <utf8bounce@news.test>\r\n\r\nhallo\r\n"
+           % (sender8, rcpt8)).encode()
+    with smtplib.SMTP(r.host, r.port, timeout=30) as s:
+        s.ehlo("client.test")
+        code, resp = s.mail(sender8, ["SMTPUTF8", "BODY=8BITMIME"])
+        assert code == 250, resp
+        code, resp = s.rcpt(rcpt8)
+        assert code == 250, resp
+        code, resp = s.data(msg)
+        assert code == 250, resp
+
+    r.wait_deliveries(1, timeout=30, status="bounced")
+    dsn = home.wait_messages(1, timeout=30)[0]
+    # aiosmtpd writes the null sender as "<>".
+    assert dsn.sender in ("", "<>") and dsn.rcpts == [sender8], dsn
+    opts = [o.upper() for o in dsn.mail_options]
+    assert "SMTPUTF8" in opts and "BODY=8BITMIME" in opts, opts
+
+    top = email.message_from_bytes(dsn.data, policy=email.policy.default)
+    assert top["To"] == sender8
+    types = [p.get_content_type() for p in top.get_payload()]
+    assert types == ["text/plain", "message/global-delivery-status",
+                     "message/global-headers"], types
+    # The report's blocks, read as header sections.
+    part = dsn.data.split(b"\r\n--" + top.get_boundary().encode())[2]
+    body = part.split(b"\r\n\r\n", 1)[1]
+    parser = email.parser.BytesHeaderParser(
+        policy=email.policy.default.clone(utf8=True))
+    blocks = [parser.parsebytes(b + b"\r\n")
+              for b in body.split(b"\r\n\r\n") if b.strip()]
+    assert str(blocks[1]["Final-Recipient"]) == "utf-8; " + rcpt8
+    # smtp-sink does not offer SMTPUTF8: the message is not sent there
+    # (RFC 6531 section 3.4) and the DSN says why.
+    assert str(blocks[1]["Status"]) == "5.6.7", blocks[1]
+    part3 = dsn.data.split(b"\r\n--" + top.get_boundary().encode())[3]
+    assert "Subject: Gr\u00fc\u00dfe".encode() in part3

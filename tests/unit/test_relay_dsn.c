@@ -233,6 +233,65 @@ Test(relay_dsn, two_recipients_read_by_python)
 	free(diag);
 }
 
+Test(relay_dsn, internationalized_read_by_python)
+{
+	/* An SMTPUTF8 original (RFC 6531) with a UTF-8 header field. */
+	static const char orig8[] = "From: J\xc3\xb6rg <news@example.com>\r\n"
+				    "Subject: Gr\xc3\xbc\xc3\x9f"
+				    "e\r\n"
+				    "\r\n"
+				    "body\r\n";
+	struct relay_dsn_rcpt r[2];
+	struct relay_dsn_in in;
+	char *m, *out;
+	size_t len;
+
+	two_in(&in, r, "550 5.1.1 unknown");
+	r[0].rcpt = "j\xc3\xb6rg+news=x@b\xc3\xbc"
+		    "cher.example";
+	in.sender = "abs\xc3\xa4nder@example.com";
+	in.orig = orig8;
+	in.origlen = sizeof(orig8) - 1;
+	cr_assert_eq(relay_dsn_build(&in, &m, &len), 0);
+	cr_assert_leq(max_line(m, len), 998);
+	out = run_check(m, len);
+
+	/* RFC 6533: the global types where UTF-8 is inside. */
+	expect(out, "part2-type", "message/global-delivery-status");
+	expect(out, "part3-type", "message/global-headers");
+	expect(out, "defects", "0");
+	expect(out, "to", "abs\xc3\xa4nder@example.com");
+	expect(out, "rcpts", "2");
+
+	/* utf-8-addr-unitext, '+' and '=' escaped; read back whole. */
+	expect(out, "rcpt1-final-recipient",
+	       "utf-8; j\xc3\xb6rg\\x{2B}news\\x{3D}x@b\xc3\xbc"
+	       "cher.example");
+	expect(out, "rcpt1-final-recipient-decoded",
+	       "j\xc3\xb6rg+news=x@b\xc3\xbc"
+	       "cher.example");
+	expect(out, "rcpt2-final-recipient", "rfc822; bob@example.net");
+	expect(out, "rcpt1-status", "5.1.1");
+	expect(out, "orig-subject",
+	       "Gr\xc3\xbc\xc3\x9f"
+	       "e");
+	free(out);
+	free(m);
+
+	/* UTF-8 only in the original's header: the report stays ASCII. */
+	two_in(&in, r, "550 5.1.1 unknown");
+	in.orig = orig8;
+	in.origlen = sizeof(orig8) - 1;
+	cr_assert_eq(relay_dsn_build(&in, &m, &len), 0);
+	out = run_check(m, len);
+	expect(out, "part2-type", "message/delivery-status");
+	expect(out, "part3-type", "message/global-headers");
+	expect(out, "rcpt1-final-recipient", "rfc822; alice@example.org");
+	expect(out, "defects", "0");
+	free(out);
+	free(m);
+}
+
 Test(relay_dsn, every_recipient_delayed)
 {
 	struct relay_dsn_rcpt r[2];
