@@ -1658,6 +1658,14 @@ static uint64_t queue_free_bytes(struct queue_spool *s)
 	return s->free_bytes;
 }
 
+/* queue_spool_set_limits - see queue.h. */
+void queue_spool_set_limits(struct queue_spool *s,
+			    const struct queue_limits *lim)
+{
+	s->lim.max_size = lim->max_size;
+	s->lim.minfree = lim->minfree;
+}
+
 /* queue_spool_can_accept - may a message of size bytes be added now? */
 int queue_spool_can_accept(struct queue_spool *s, uint64_t size)
 {

@@ -267,6 +267,13 @@ bool queue_spool_idle(const struct queue_spool *s);
  */
 int queue_spool_can_accept(struct queue_spool *s, uint64_t size);
 
+/*
+ * queue_spool_set_limits - take max_size and minfree from lim (a reload);
+ * the segment size and zero fill stay as opened.
+ */
+void queue_spool_set_limits(struct queue_spool *s,
+			    const struct queue_limits *lim);
+
 /* queue_spool_count - number of live messages. */
 size_t queue_spool_count(const struct queue_spool *s);
 

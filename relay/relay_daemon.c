@@ -254,10 +254,81 @@ static void relay_daemon_stop_cb(uv_signal_t *h, int signum)
 	relay_sched_shutdown(d->sched, relay_daemon_sched_done_cb, d);
 }
 
+/* relay_daemon_list_eq - whether two lists hold the same words. */
+static bool relay_daemon_list_eq(const struct conf_list *a,
+				 const struct conf_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (strcmp(a->v[i], b->v[i]) != 0)
+			return false;
+	return true;
+}
+
+/* relay_daemon_str_ne - whether two strings (NULL: "") differ. */
+static bool relay_daemon_str_ne(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") != 0;
+}
+
+/* relay_daemon_note - add name to the comma list names when changed. */
+static void relay_daemon_note(char *names, size_t cap, bool changed,
+			      const char *name)
+{
+	size_t n = strlen(names);
+
+	if (changed)
+		snprintf(names + n, cap - n, "%s%s", n ? "," : "", name);
+}
+
+/*
+ * relay_daemon_restart_only - warn about the parameters a reload changed
+ * but cannot apply: the listening sockets, the spool's directory, I/O
+ * backend and segment size, the control socket, the sign pool's threads
+ * and the resolver are made once, at start (Postfix, too, needs a stop
+ * and start for inet_interfaces).
+ */
+static void relay_daemon_restart_only(const struct conf *old,
+				      const struct conf *c)
+{
+	char names[256] = "";
+
+	relay_daemon_note(
+	    names, sizeof(names),
+	    !relay_daemon_list_eq(&old->smtpd_listen, &c->smtpd_listen),
+	    "smtpd_listen");
+	relay_daemon_note(
+	    names, sizeof(names),
+	    relay_daemon_str_ne(old->queue_directory, c->queue_directory),
+	    "queue_directory");
+	relay_daemon_note(names, sizeof(names),
+			  old->io_backend != c->io_backend, "io_backend");
+	relay_daemon_note(names, sizeof(names),
+			  old->queue_segment_size != c->queue_segment_size,
+			  "queue_segment_size");
+	relay_daemon_note(
+	    names, sizeof(names),
+	    relay_daemon_str_ne(old->control_socket, c->control_socket),
+	    "control_socket");
+	relay_daemon_note(names, sizeof(names),
+			  old->sign_threads != c->sign_threads, "sign_threads");
+	relay_daemon_note(
+	    names, sizeof(names),
+	    !relay_daemon_list_eq(&old->dns_servers, &c->dns_servers),
+	    "dns_servers");
+	if (names[0] != '\0')
+		relay_warn(NULL,
+			   "reload-needs-restart params=%s reason=\"changed, "
+			   "but used as they were until a restart\"",
+			   names);
+}
+
 /* relay_daemon_reload_cb - SIGHUP: new configuration for new sessions. */
 static void relay_daemon_reload_cb(uv_signal_t *h, int signum)
 {
 	struct relay_daemon *d = h->data;
+	struct queue_limits lim = {0};
 	struct relay_gen *g;
 	char err[512] = "";
 	int code;
@@ -274,14 +345,14 @@ static void relay_daemon_reload_cb(uv_signal_t *h, int signum)
 		relay_gen_put(g);
 		return;
 	}
+	relay_daemon_restart_only(&d->sched_gen->conf, &g->conf);
 	g->refs++;
 	relay_gen_put(d->sched_gen);
 	d->sched_gen = g;
 
-	/*
-	 * XXX: listen addresses, the spool's sizes, sign_threads and
-	 * dns_servers need a restart.
-	 */
+	lim.max_size = (uint64_t)g->conf.queue_max_size;
+	lim.minfree = (uint64_t)g->conf.queue_minfree;
+	queue_spool_set_limits(d->spool, &lim);
 	relay_log_level = g->conf.log_level;
 	relay_smtpd_set_gen(d->smtpd, g);
 	relay_info(NULL, "reloaded config=%s", d->path);

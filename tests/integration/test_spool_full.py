@@ -125,3 +125,40 @@ def test_tmpfs_enospc(relay, tmp_path):
                 subprocess.run(["umount", "-l", str(mnt)], timeout=30)
         else:
             subprocess.run(["umount", "-l", str(mnt)], timeout=30)
+
+
+def test_reload_limits_and_restart_only(relay):
+    """SIGHUP applies queue_max_size at once; parameters that only a
+    restart applies (sign_threads here) are named in a warning, and the
+    running value stays."""
+    import signal
+
+    r = relay("queue_max_size = 0", "sign_threads = 2")
+    with r.client() as c:
+        c.ehlo()
+        kind, x, _ = try_message(c, 1, 3000)
+        assert kind == "ok", x
+
+    r.write_config(["queue_max_size = 2000", "sign_threads = 3"])
+    r.signal(signal.SIGHUP)
+    r.wait_log(r"reloaded config=")
+    assert "reload-needs-restart params=sign_threads" in r.run_log()
+    with r.client() as c:
+        c.ehlo()
+        kind, x, _ = try_message(c, 2, 3000)
+        assert kind == "full", x
+        check(x, 452, "4.3.1")
+
+    # Still two sign workers: the pool was made at start.
+    tasks = os.listdir("/proc/%d/task" % r.proc.pid)
+    names = [open("/proc/%d/task/%s/comm" % (r.proc.pid, t)).read().strip()
+             for t in tasks]
+    assert names.count("waxseal-sign") == 2, names
+
+    r.write_config(["queue_max_size = 0", "sign_threads = 2"])
+    r.signal(signal.SIGHUP)
+    r.wait_log(r"reloaded config=", count=2)
+    with r.client() as c:
+        c.ehlo()
+        kind, x, _ = try_message(c, 3, 3000)
+        assert kind == "ok", x
