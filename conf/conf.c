@@ -416,9 +416,9 @@ static int conf_perr(char *err, size_t errlen, const char *file, int line,
 
 /*
  * conf_default_hostname - gethostname(), or "localhost" without one.
- *
- * XXX: the kernel's host name is often not fully qualified; a remote MTA
- * may then refuse our HELO, and the operator has to set myhostname.
+ * The kernel's host name is often not fully qualified: the daemon then
+ * warns at start (myhostname-not-fqdn), since receivers may refuse such
+ * a HELO.
  */
 static int conf_default_hostname(char *buf, size_t len)
 {

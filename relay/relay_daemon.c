@@ -369,6 +369,18 @@ static int relay_daemon_start(struct relay_daemon *d, struct relay_gen *g)
 	size_t i;
 	int r;
 
+	/*
+	 * The name goes into HELO and Received: many receivers refuse a
+	 * HELO that is not a fully qualified domain name (Postfix's
+	 * reject_non_fqdn_helo_hostname).
+	 */
+	if (c->myhostname != NULL && strchr(c->myhostname, '.') == NULL)
+		relay_warn(
+		    NULL,
+		    "myhostname-not-fqdn name=%s reason=\"remote servers "
+		    "may refuse HELO %s; set myhostname\"",
+		    c->myhostname, c->myhostname);
+
 	r = relay_io_new(&d->io, &d->loop, c->io_backend, &why);
 	if (r < 0) {
 		relay_err(NULL, "io-failed backend=io_uring reason=\"%s: %s\"",
