@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -175,14 +176,107 @@ static int relay_addr_quoted(struct relay_addr_cur *c)
 	return relay_addr_fail(c, "unterminated quoted string");
 }
 
+/* relay_addr_cp - the code point of the valid UTF-8 sequence at s. */
+static uint32_t relay_addr_cp(const unsigned char *s, size_t n)
+{
+	static const uint8_t lead[5] = {0, 0x7f, 0x1f, 0x0f, 0x07};
+	uint32_t cp = s[0] & lead[n];
+
+	for (size_t i = 1; i < n; i++)
+		cp = cp << 6 | (s[i] & 0x3fu);
+	return cp;
+}
+
+/* relay_addr_adapt - RFC 3492 section 6.1's bias adaptation. */
+static uint32_t relay_addr_adapt(uint32_t delta, uint32_t npoints, bool first)
+{
+	uint32_t k = 0;
+
+	delta = first ? delta / 700 : delta / 2;
+	delta += delta / npoints;
+	while (delta > (36 - 1) * 26 / 2) {
+		delta /= 36 - 1;
+		k += 36;
+	}
+	return k + 36 * delta / (delta + 38);
+}
+
+/*
+ * relay_addr_alabel_len - the length of the A-label ("xn--" and the
+ * Punycode of RFC 3492) of the U-label s[0..n), valid UTF-8; more than
+ * RELAY_ADDR_LABEL_MAX when it cannot fit. Only the length is computed:
+ * the encoder of section 6.3, counting what it would write.
+ */
+static size_t relay_addr_alabel_len(const char *s, size_t n)
+{
+	uint32_t cp[RELAY_ADDR_LABEL_MAX], m, next = 0x80, delta = 0;
+	uint32_t bias = 72, h, b = 0;
+	size_t ncp = 0, out, i, len;
+
+	/* Every code point costs at least one octet of the A-label. */
+	for (i = 0; i < n; i += len) {
+		len = (unsigned char)s[i] < 0x80
+			  ? 1
+			  : relay_addr_utf8(s + i, s + n);
+		if (ncp == RELAY_ADDR_LABEL_MAX - 4 || len == 0)
+			return RELAY_ADDR_LABEL_MAX + 1;
+		cp[ncp] = relay_addr_cp((const unsigned char *)s + i, len);
+		b += cp[ncp++] < 0x80;
+	}
+
+	/* The basic code points, then "-" when there were any. */
+	out = 4 + b + (b > 0);
+	h = b;
+	while (h < ncp) {
+		/* The next code point to insert, and its deltas. */
+		m = UINT32_MAX;
+		for (i = 0; i < ncp; i++)
+			if (cp[i] >= next && cp[i] < m)
+				m = cp[i];
+		delta += (m - next) * (h + 1);
+		next = m;
+		for (i = 0; i < ncp; i++) {
+			uint32_t q, k, t;
+
+			if (cp[i] < next)
+				delta++;
+			if (cp[i] != next)
+				continue;
+
+			/* One variable-length integer for delta. */
+			for (q = delta, k = 36;; k += 36) {
+				t = k <= bias	     ? 1
+				    : k >= bias + 26 ? 26
+						     : k - bias;
+				if (q < t)
+					break;
+				out++;
+				q = (q - t) / (36 - t);
+			}
+			out++;
+			bias = relay_addr_adapt(delta, h + 1, h == b);
+			delta = 0;
+			h++;
+		}
+		delta++;
+		next++;
+	}
+	return out;
+}
+
 /*
  * relay_addr_label - one sub-domain: Let-dig [Ldh-str], or a U-label
- * (RFC 6531) under SMTPUTF8; no hyphen at either end.
+ * (RFC 6531) under SMTPUTF8; no hyphen at either end. *wire is its
+ * length in the DNS: the A-label's for a U-label (RFC 5890 section
+ * 2.3.2.1 limits that form to 63 octets).
+ * XXX: a U-label is not checked against IDNA2008 (RFC 5891), so some
+ * invalid ones pass.
  */
-static int relay_addr_label(struct relay_addr_cur *c)
+static int relay_addr_label(struct relay_addr_cur *c, size_t *wire)
 {
 	const char *start = c->p;
 	unsigned char ch;
+	bool u = false;
 	int rc;
 
 	while (c->p < c->end) {
@@ -191,6 +285,7 @@ static int relay_addr_label(struct relay_addr_cur *c)
 			rc = relay_addr_8bit(c);
 			if (rc < 0)
 				return rc;
+			u = true;
 		} else if (relay_addr_letdig(ch) || ch == '-') {
 			c->p++;
 		} else {
@@ -198,12 +293,11 @@ static int relay_addr_label(struct relay_addr_cur *c)
 		}
 	}
 
-	/* XXX: a U-label is measured in UTF-8 octets, not in the octets of
-	 * its A-label, and not checked against IDNA2008 (RFC 5891); a few
-	 * long valid labels are refused, some invalid ones pass. */
 	if (c->p == start)
 		return relay_addr_fail(c, "bad domain");
-	if (c->p - start > RELAY_ADDR_LABEL_MAX)
+	*wire = u ? relay_addr_alabel_len(start, (size_t)(c->p - start))
+		  : (size_t)(c->p - start);
+	if (*wire > RELAY_ADDR_LABEL_MAX)
 		return relay_addr_fail(c, "domain label too long");
 	if (*start == '-' || c->p[-1] == '-')
 		return relay_addr_fail(c, "bad domain");
@@ -213,19 +307,22 @@ static int relay_addr_label(struct relay_addr_cur *c)
 /* relay_addr_domain_name - Domain: sub-domain *("." sub-domain). */
 static int relay_addr_domain_name(struct relay_addr_cur *c)
 {
-	const char *start = c->p;
+	size_t wire, total = 0;
 	int rc;
 
+	/* The limit is on the name as the DNS carries it (A-labels). */
 	for (;;) {
-		rc = relay_addr_label(c);
+		rc = relay_addr_label(c, &wire);
 		if (rc < 0)
 			return rc;
+		total += wire;
 		if (c->p == c->end || *c->p != '.')
 			break;
 		c->p++;
+		total++;
 	}
 
-	if (c->p - start > RELAY_ADDR_DOMAIN_MAX)
+	if (total > RELAY_ADDR_DOMAIN_MAX)
 		return relay_addr_fail(c, "domain too long");
 	return 0;
 }

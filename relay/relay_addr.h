@@ -9,7 +9,9 @@
  * ( Domain / address-literal ): Local-part a Dot-string or a
  * Quoted-string (which may hold "@", "%", "!" and escaped characters);
  * Domain dot-separated labels of letters, digits and hyphens, or U-labels
- * (UTF-8) when SMTPUTF8 was given (RFC 6531); address-literal
+ * (UTF-8) when SMTPUTF8 was given (RFC 6531), a label at most 63 and
+ * the domain at most 255 octets as the DNS carries them (a U-label as its
+ * A-label, RFC 5890); address-literal
  * "[1.2.3.4]", "[IPv6:...]". The result is the mailbox exactly as the
  * client wrote it (quoted local parts stay quoted), without the route.
  *

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "relay/relay_addr.h"
 
@@ -360,4 +361,76 @@ Test(relay_addr, has_8bit)
 	cr_assert(relay_addr_has_8bit("j\xc3\xb6rg", 5));
 	cr_assert(relay_addr_has_8bit("abc\x80", 4));
 	cr_assert(!relay_addr_has_8bit("abc\x80", 3));
+}
+
+/*
+ * Labels and their A-label lengths from Python's own RFC 3492 codec:
+ * "HEX LEN" lines, HEX the label's UTF-8, LEN len("xn--" + Punycode).
+ * Mixes of ASCII letters with 2-, 3- and 4-octet characters, lengths
+ * around the 63-octet limit.
+ */
+static const char punycode_py[] =
+    "import random\n"
+    "random.seed(6533)\n"
+    "sets = [[chr(c) for c in range(0xe0, 0x100) if c != 0xf7],\n"
+    "        [chr(c) for c in range(0x4e00, 0x4e00 + 500)],\n"
+    "        [chr(c) for c in range(0x1f600, 0x1f650)],\n"
+    "        [chr(c) for c in range(0x3b1, 0x3c9)]]\n"
+    "for i in range(600):\n"
+    "    pick = random.sample(sets, random.randint(1, 3))\n"
+    "    n = random.randint(8, 70)\n"
+    "    ascii_share = random.choice([0, 0, 0.3, 0.7, 0.95])\n"
+    "    lab = ''.join(random.choice('abcdefghij') if random.random() < "
+    "ascii_share else random.choice(random.choice(pick)) for _ in range(n))\n"
+    "    if all(ord(ch) < 128 for ch in lab):\n"
+    "        lab = lab[:-1] + '\\u00e9'\n"
+    "    print(lab.encode().hex(), 4 + len(lab.encode('punycode')))\n";
+
+Test(relay_addr, u_label_measured_as_a_label)
+{
+	char script[] = "/tmp/test_relay_addr.XXXXXX", cmd[128];
+	char hex[1024], label[512], in[700], out[RELAY_ADDR_PATH_MAX + 1];
+	const char *rest, *why;
+	int fd, alen, n = 0, ok = 0;
+	FILE *p;
+
+	if (access("/usr/bin/python3", X_OK) != 0)
+		cr_skip_test("/usr/bin/python3 is missing: no Punycode to "
+			     "compare with");
+	fd = mkstemp(script);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, punycode_py, sizeof(punycode_py) - 1),
+		     (ssize_t)sizeof(punycode_py) - 1);
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s", script);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	while (fscanf(p, "%1000s %d", hex, &alen) == 2) {
+		size_t len = strlen(hex) / 2;
+
+		for (size_t i = 0; i < len; i++)
+			cr_assert_eq(sscanf(hex + 2 * i, "%2hhx",
+					    (unsigned char *)&label[i]),
+				     1);
+		label[len] = '\0';
+		snprintf(in, sizeof(in), "<u@%s.example>", label);
+		why = NULL;
+		if (path_parse(in, false, true, out, &rest, &why) == 0) {
+			cr_assert_leq(alen, 63, "accepted, A-label %d: %s",
+				      alen, hex);
+			ok++;
+		} else {
+			cr_assert_gt(alen, 63, "refused (%s), A-label %d: %s",
+				     why ? why : "?", alen, hex);
+			cr_assert_str_eq(why, "domain label too long");
+		}
+		n++;
+	}
+	cr_assert_eq(pclose(p), 0);
+	unlink(script);
+	cr_assert_eq(n, 600, "the script gave %d labels", n);
+
+	/* Both sides of the limit were tried. */
+	cr_assert(ok > 50 && n - ok > 50, "%d of %d accepted", ok, n);
+	cr_log_info("%d of %d accepted", ok, n);
 }
