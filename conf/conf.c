@@ -325,6 +325,7 @@ struct conf_exp {
 	bool busy[CONF_NPARAM];
 	int stack[CONF_NPARAM];
 	int depth;
+	int nest; /* conditional texts being expanded, one in another */
 };
 
 /* conf_field - the field of c that row p describes. */
@@ -550,51 +551,91 @@ static const char *conf_exp_close(const char *open, const char *end)
 	return NULL;
 }
 
-/* conf_exp_braced - whether [s, end) is one "{...}" group. */
-static bool conf_exp_braced(const char *s, const char *end)
-{
-	return s < end && *s == '{' && conf_exp_close(s, end) == end - 1;
-}
-
 static int conf_exp_span(struct conf_exp *x, int i, const char *s,
 			 const char *end, struct conf_sb *b, char *err,
 			 size_t errlen);
 
+/* conf_exp_blank - s past blanks, not past end. */
+static const char *conf_exp_blank(const char *s, const char *end)
+{
+	while (s < end && (*s == ' ' || *s == '\t'))
+		s++;
+	return s;
+}
+
+/* Conditional texts nested deeper than this are refused, as Postfix does. */
+#define CONF_EXP_NEST_MAX 100
+
 /*
  * conf_exp_cond - the conditional part of ${name?...} or ${name:...}: op
- * is '?' (use the text when $name is not empty) or ':' (when it is);
- * [s, end) is "text", "{text}" or, after '?', "{text1}:{text2}".
+ * is '?' (use the text when $name is set) or ':' (when it is empty), and
+ * [s, end) what follows op: "text", "{text}" or, after '?',
+ * "{text1}:text2" with text2 braced or not. As in Postfix, blanks around
+ * the braces are ignored (those of a bare text are part of it), and
+ * whether $name is set is decided on its value before expansion (set:
+ * the value as written is not empty).
  */
-static int conf_exp_cond(struct conf_exp *x, int i, const char *val, char op,
+static int conf_exp_cond(struct conf_exp *x, int i, bool set, char op,
 			 const char *s, const char *end, struct conf_sb *b,
 			 char *err, size_t errlen)
 {
-	const char *c1 = NULL;
-	bool set = val[0] != '\0';
+	const char *t1, *e1, *t2 = NULL, *e2 = NULL, *c;
+	const char *why = NULL;
+	int r;
 
+	/* Blanks before a brace are skipped; before a bare text, kept. */
+	t1 = s;
+	e1 = end;
+	s = conf_exp_blank(s, end);
 	if (s < end && *s == '{') {
-		c1 = conf_exp_close(s, end);
-		if (c1 != NULL && c1 + 1 < end) {
-			/* {text1}:{text2}: only after '?'. */
-			if (op != '?' || c1[1] != ':' ||
-			    !conf_exp_braced(c1 + 2, end))
-				return conf_perr(err, errlen, x->file,
-						 x->raw->line[i], i,
-						 "after ${name?{text}} only "
-						 ":{text} may follow");
-			return set ? conf_exp_span(x, i, s + 1, c1, b, err,
-						   errlen)
-				   : conf_exp_span(x, i, c1 + 3, end - 1, b,
-						   err, errlen);
-		}
-		if (c1 != NULL) {
-			s++;
-			end--;
+		c = conf_exp_close(s, end);
+		if (c == NULL)
+			return conf_perr(err, errlen, x->file, x->raw->line[i],
+					 i, "missing '}' in a conditional");
+		t1 = s + 1;
+		e1 = c;
+		s = conf_exp_blank(c + 1, end);
+		if (s < end && (op != '?' || *s != ':')) {
+			why = op == '?'
+				  ? "':' expected after ${name?{text}}"
+				  : "unexpected text after ${name:{text}}";
+		} else if (s < end) {
+			t2 = s + 1;
+			e2 = end;
+			s = conf_exp_blank(t2, end);
+			if (s < end && *s == '{') {
+				c = conf_exp_close(s, end);
+				if (c == NULL)
+					return conf_perr(
+					    err, errlen, x->file,
+					    x->raw->line[i], i,
+					    "missing '}' in a conditional");
+				if (conf_exp_blank(c + 1, end) != end)
+					why = "unexpected text after "
+					      "${name?{text}:{text}}";
+				t2 = s + 1;
+				e2 = c;
+			}
 		}
 	}
-	if (set != (op == '?'))
-		return 0;
-	return conf_exp_span(x, i, s, end, b, err, errlen);
+	if (why != NULL)
+		return conf_perr(err, errlen, x->file, x->raw->line[i], i, why);
+	if (x->nest >= CONF_EXP_NEST_MAX)
+		return conf_perr(err, errlen, x->file, x->raw->line[i], i,
+				 "conditional expansions nested more than "
+				 "100 deep");
+
+	/* The text for this case, if there is one. */
+	if (set != (op == '?')) {
+		if (t2 == NULL)
+			return 0;
+		t1 = t2;
+		e1 = e2;
+	}
+	x->nest++;
+	r = conf_exp_span(x, i, t1, e1, b, err, errlen);
+	x->nest--;
+	return r;
 }
 
 /*
@@ -647,10 +688,10 @@ static int conf_exp_span(struct conf_exp *x, int i, const char *s,
 			n = 0;
 			while (name + n < close && conf_namech(name[n]))
 				n++;
-			if (name + n < close) {
-				cond = name + n;
-				cend = close;
-			}
+			cond = conf_exp_blank(name + n, close);
+			cend = close;
+			if (cond == close)
+				cond = NULL;
 			s = close + 1;
 		} else {
 			name = s;
@@ -684,12 +725,15 @@ static int conf_exp_span(struct conf_exp *x, int i, const char *s,
 			r = conf_perr(err, errlen, x->file, line, i, why);
 			break;
 		}
-		r = conf_exp_one(x, j, err, errlen);
-		if (r == 0 && cond == NULL)
-			r = conf_sb_str(b, x->v[j]);
-		else if (r == 0)
-			r = conf_exp_cond(x, i, x->v[j], *cond, cond + 1, cend,
-					  b, err, errlen);
+		if (cond == NULL) {
+			r = conf_exp_one(x, j, err, errlen);
+			if (r == 0)
+				r = conf_sb_str(b, x->v[j]);
+		} else {
+			r = conf_exp_cond(x, i, x->raw->val[j][0] != '\0',
+					  *cond, cond + 1, cend, b, err,
+					  errlen);
+		}
 
 		/* Nested references can double a value at every level. */
 		if (r == 0 && b->len > CONF_LINE_MAX)
@@ -828,6 +872,7 @@ struct conf_cidr_acc {
 	size_t cap;
 	char *why;
 	size_t whylen;
+	bool located; /* why names a file and line already */
 };
 
 /* Nested "/file/name" patterns: deeper than this is taken for a loop. */
@@ -896,6 +941,20 @@ static char *conf_cidr_slurp(struct conf_cidr_acc *a, const char *path, int *r)
 	}
 	buf[got] = '\0';
 	close(fd);
+
+	/* A NUL would end the text early: what follows it would be lost. */
+	if (memchr(buf, '\0', got) != NULL) {
+		const char *z = memchr(buf, '\0', got);
+		int line = 1;
+
+		for (const char *q = buf; q < z; q++)
+			line += *q == '\n';
+		snprintf(a->why, a->whylen, "%.200s line %d: a NUL byte", path,
+			 line);
+		a->located = true;
+		free(buf);
+		return NULL;
+	}
 	return buf;
 
 fail:
@@ -952,7 +1011,7 @@ static int conf_cidr_file(struct conf_cidr_acc *a, const char *path, bool neg,
 				r = conf_cidr_word(a, w, neg, depth + 1);
 			}
 		}
-		if (r == -EINVAL) {
+		if (r == -EINVAL && !a->located) {
 			/* Say where: "FILE line N: " before the reason. */
 			char *why = strdup(a->why);
 
@@ -963,6 +1022,7 @@ static int conf_cidr_file(struct conf_cidr_acc *a, const char *path, bool neg,
 			snprintf(a->why, a->whylen, "%.120s line %d: %s", path,
 				 lineno, why);
 			free(why);
+			a->located = true;
 		}
 	}
 	free(text);
@@ -1030,6 +1090,7 @@ static int conf_cidr_table(struct conf_cidr_acc *a, const char *path, bool neg)
 		}
 	}
 	free(text);
+	a->located = r == -EINVAL;
 	return r;
 }
 
@@ -1049,9 +1110,13 @@ static int conf_cidr_word(struct conf_cidr_acc *a, const char *w, bool neg,
 {
 	struct conf_cidr e;
 
-	if (w[0] == '!') {
+	while (w[0] == '!') {
 		neg = !neg;
 		w++;
+	}
+	if (w[0] == '\0') {
+		snprintf(a->why, a->whylen, "'!' without a pattern");
+		return -EINVAL;
 	}
 	if (w[0] == '/')
 		return conf_cidr_file(a, w, neg, depth);

@@ -29,6 +29,14 @@ CASES = [
       "smtpd_banner = $$ ${myhostname}$(relayhost) $myhostname.x "
       "$${myhostname?y}"],
      ["smtpd_banner", "relayhost"]),
+    # Blanks around braces and before texts, text2 without braces, and
+    # "set" meaning the value as written ($relayhost is empty).
+    (["myhostname = mx.example", "relayhost =",
+      "transport_maps = $relayhost",
+      "smtpd_banner = x${relayhost ? {a} : {b} }|${relayhost?{a}:b}|"
+      "${relayhost: c}|${relayhost:{ d }}|${myhostname ?e}|"
+      "${relayhost?{a}: f}|${myhostname ? g}|${transport_maps?T}"],
+     ["smtpd_banner"]),
     (["myhostname = mx.example",
       "mynetworks = 10.0.0.0/8 ${relayhost?192.0.2.0/24}"
       "${relayhost:198.51.100.0/24}"],

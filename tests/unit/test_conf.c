@@ -327,11 +327,16 @@ Test(conf, expansion_conditional_errors)
 		  "${myhostname == x?y (only ${name}, ${name?text} and "
 		  "${name:text})");
 	parse_bad("smtpd_banner = ${myhostname?{a}b}\n",
-		  "t.conf:1: smtpd_banner: after ${name?{text}} only "
-		  ":{text} may follow");
+		  "t.conf:1: smtpd_banner: ':' expected after "
+		  "${name?{text}}");
 	parse_bad("smtpd_banner = ${relayhost:{a}:{b}}\n",
-		  "t.conf:1: smtpd_banner: after ${name?{text}} only "
-		  ":{text} may follow");
+		  "t.conf:1: smtpd_banner: unexpected text after "
+		  "${name:{text}}");
+	parse_bad("smtpd_banner = ${relayhost?{a}:{b} c}\n",
+		  "t.conf:1: smtpd_banner: unexpected text after "
+		  "${name?{text}:{text}}");
+	parse_bad("smtpd_banner = $(relayhost?{a)\n",
+		  "t.conf:1: smtpd_banner: missing '}' in a conditional");
 	parse_bad("smtpd_banner = ${nosuch?x}\n",
 		  "t.conf:1: smtpd_banner: unknown parameter in expansion: "
 		  "$nosuch");
@@ -348,6 +353,41 @@ Test(conf, expansion_conditional_errors)
 	parse_ok("relayhost = ${myhostname:$smtpd_banner}\n"
 		 "smtpd_banner = x$relayhost\n");
 	cr_assert_str_eq(c.smtpd_banner, "x");
+}
+
+Test(conf, expansion_conditional_postfix_forms)
+{
+	/* Blanks around the braces, and text2 without braces. */
+	parse_ok("myhostname = mx.example\n"
+		 "smtpd_banner = x${relayhost ? {a} : {b} }|${relayhost?{a}:b}|"
+		 "${relayhost: c}|${relayhost:{ d }}|${myhostname ?e}|"
+		 "${relayhost?{a}: f}\n");
+	cr_assert_str_eq(c.smtpd_banner, "xb|b| c| d |e| f");
+	conf_free(&c);
+
+	/* Set or not is the value as written, before its expansion. */
+	parse_ok("transport_maps = $relayhost\n"
+		 "smtpd_banner = ${transport_maps?T}ESMTP\n");
+	cr_assert_str_eq(c.smtpd_banner, "TESMTP");
+}
+
+Test(conf, expansion_conditional_nesting_is_bounded)
+{
+	size_t n = 5000, len = n * 14 + 64, k;
+	char *text = malloc(len), *p = text;
+
+	/* 5000 levels would take the stack with them: 100 is the limit. */
+	cr_assert_not_null(text);
+	p += sprintf(p, "smtpd_banner = ");
+	for (k = 0; k < n; k++)
+		p += sprintf(p, "${relayhost:");
+	p += sprintf(p, "x");
+	for (k = 0; k < n; k++)
+		*p++ = '}';
+	sprintf(p, "\n");
+	parse_bad(text, "t.conf:1: smtpd_banner: conditional expansions "
+			"nested more than 100 deep");
+	free(text);
 }
 
 Test(conf, expansion_blowup_is_capped)
@@ -939,8 +979,10 @@ Test(conf, mynetworks_negation_first_match, .fini = teardown)
 {
 	char *out;
 
-	parse_ok("mynetworks = !10.1.2.3, 10.1.0.0/16 !10.1.9.0/24 "
-		 "![::1]/128 ::/0\n");
+	/* "!!" negates twice, as Postfix reads it. */
+	parse_ok("mynetworks = !!10.9.9.9 !10.1.2.3, 10.1.0.0/16 "
+		 "!10.1.9.0/24 ![::1]/128 ::/0\n");
+	cr_assert(in4(&c.mynetworks, "10.9.9.9"));
 	cr_assert_not(in4(&c.mynetworks, "10.1.2.3"));
 	cr_assert(in4(&c.mynetworks, "10.1.2.4"));
 
@@ -952,7 +994,8 @@ Test(conf, mynetworks_negation_first_match, .fini = teardown)
 	cr_assert_not(in6(&c.mynetworks, "::ffff:10.1.2.3"));
 
 	out = printed(&c, true, false);
-	cr_assert_not_null(strstr(out, "mynetworks = !10.1.2.3/32, "
+	cr_assert_not_null(strstr(out, "mynetworks = 10.9.9.9/32, "
+				       "!10.1.2.3/32, "
 				       "10.1.0.0/16, !10.1.9.0/24, "
 				       "![::1]/128, [::]/0\n"),
 			   "%s", out);
@@ -1055,9 +1098,31 @@ Test(conf, mynetworks_file_errors, .init = files_setup, .fini = files_teardown)
 	snprintf(q, sizeof(q), "%s/loop", tdir);
 	put(q, sizeof(q), "loop", "");
 	put(q, sizeof(q), "loop", q);
-	cr_assert_not_null(strstr(bad_fmt("mynetworks = %s\n", q),
-				  "pattern files nested too deep"),
-			   "%s", err);
+	snprintf(want, sizeof(want),
+		 "t.conf:1: mynetworks: %s line 1: %s: pattern files nested "
+		 "too deep",
+		 q, q);
+	cr_assert_str_eq(bad_fmt("mynetworks = %s\n", q), want);
+
+	/* A NUL would hide the rest of the file: refused. */
+	snprintf(p, sizeof(p), "%s/nul", tdir);
+	{
+		static const char nul[] = "10.9.0.0/16\n\0x\n!10.1.2.3\n";
+		FILE *f = fopen(p, "w");
+
+		cr_assert_not_null(f);
+		cr_assert_eq(fwrite(nul, 1, sizeof(nul) - 1, f),
+			     sizeof(nul) - 1);
+		fclose(f);
+	}
+	snprintf(want, sizeof(want),
+		 "t.conf:1: mynetworks: %s line 2: a NUL byte", p);
+	cr_assert_str_eq(bad_fmt("mynetworks = %s 10.0.0.0/8\n", p), want);
+	cr_assert_str_eq(bad_fmt("mynetworks = cidr:%s\n", p), want);
+
+	/* "!" alone says so. */
+	cr_assert_str_eq(bad_fmt("mynetworks = 10.0.0.0/8 %s\n", "!"),
+			 "t.conf:1: mynetworks: '!' without a pattern");
 
 	/* Other table types and cidr_table features are refused. */
 	cr_assert_str_eq(bad_fmt("mynetworks = %s\n", "hash:/etc/nets"),
