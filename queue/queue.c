@@ -1291,12 +1291,15 @@ static int queue_rec_at(struct queue_rd *rd, uint64_t off, uint64_t size,
  *
  * A record whose header is sound but whose checksum fails is skipped, and
  * counted in corrupt_records, when a valid record starts right after it
- * (the length it gives): that is a damaged payload, and the records after
- * it were written and confirmed after it. Without one it is where the
- * data ends: a torn or zero-filled tail. Were the record part of a batch
- * the crash interrupted, the records behind it in that batch are still
- * facts that happened before the crash (a message the client may send
- * again, a delivery that was made), so applying them loses nothing.
+ * (the length it gives): a damaged payload, with the confirmed records
+ * after it kept. Without one it is where the data ends: a torn or
+ * zero-filled tail. The same happens when a crash wrote the pages of the
+ * last batch out of order and left a hole in it; the records behind the
+ * hole are still facts that happened before the crash (a message whose
+ * client saw no 250 and may send it again, a delivery that was made), so
+ * applying them loses nothing and at worst repeats a message, as a crash
+ * may anyway. Such a hole is counted as damage too: the two cannot be
+ * told apart without batch markers on disk.
  */
 static int queue_seg_records(struct queue_spool *s, struct queue_rd *rd,
 			     uint32_t num, uint64_t size, uint64_t *end)
@@ -1319,6 +1322,14 @@ static int queue_seg_records(struct queue_spool *s, struct queue_rd *rd,
 		if (r < 0)
 			return r;
 		if (queue_rec_crc(h, len) != queue_get32(h + 12)) {
+			/*
+			 * The length is trusted only in a header that looks
+			 * like one this spool writes: a known type, zeros in
+			 * the reserved octets.
+			 */
+			if (h[4] < QUEUE_REC_MSG || h[4] > QUEUE_REC_MARK ||
+			    h[5] || h[6] || h[7])
+				break;
 			next = off + QUEUE_HDR + len;
 			r = queue_rec_at(rd, next, size, &nlen);
 			if (r < 0)

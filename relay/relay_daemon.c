@@ -36,6 +36,7 @@ struct relay_daemon {
 	struct relay_sched *sched;
 	struct relay_ctl *ctl;
 	struct relay_gen *sched_gen;
+	struct relay_gen *start_gen; /* what the daemon started with */
 
 	uv_poll_t pool_poll;
 	uv_timer_t commit_timer; /* the end of a commit delay */
@@ -283,11 +284,12 @@ static void relay_daemon_note(char *names, size_t cap, bool changed,
 }
 
 /*
- * relay_daemon_restart_only - warn about the parameters a reload changed
- * but cannot apply: the listening sockets, the spool's directory, I/O
- * backend and segment size, the control socket, the sign pool's threads
- * and the resolver are made once, at start (Postfix, too, needs a stop
- * and start for inet_interfaces).
+ * relay_daemon_restart_only - warn about the parameters that differ from
+ * what the daemon started with and that a reload cannot apply: the
+ * listening sockets, the spool's directory, I/O backend and segment
+ * size, the control socket, the sign pool's threads and the resolver are
+ * made once, at start (Postfix, too, needs a stop and start for
+ * inet_interfaces).
  */
 static void relay_daemon_restart_only(const struct conf *old,
 				      const struct conf *c)
@@ -345,7 +347,7 @@ static void relay_daemon_reload_cb(uv_signal_t *h, int signum)
 		relay_gen_put(g);
 		return;
 	}
-	relay_daemon_restart_only(&d->sched_gen->conf, &g->conf);
+	relay_daemon_restart_only(&d->start_gen->conf, &g->conf);
 	g->refs++;
 	relay_gen_put(d->sched_gen);
 	d->sched_gen = g;
@@ -417,12 +419,16 @@ static int relay_daemon_start(struct relay_daemon *d, struct relay_gen *g)
 		   (unsigned long long)st.recovered_cut_bytes,
 		   (unsigned long long)st.corrupt_records);
 
-	/* A torn tail follows any crash; damaged records do not. */
+	/*
+	 * A torn tail follows any crash; skipped records mean damage on
+	 * disk, or a crash that left a hole in its last batch.
+	 */
 	if (st.corrupt_records > 0)
 		relay_warn(NULL,
 			   "spool-damaged dir=%s corrupt_records=%llu "
 			   "reason=\"records failed their checksum or could "
-			   "not be decoded and were skipped\"",
+			   "not be decoded and were skipped: damage on disk, "
+			   "or a crash in the middle of a write\"",
 			   c->queue_directory,
 			   (unsigned long long)st.corrupt_records);
 	relay_io_on_prepare(d->io, relay_daemon_prepare, d);
@@ -438,9 +444,13 @@ static int relay_daemon_start(struct relay_daemon *d, struct relay_gen *g)
 	d->pool_poll.data = d;
 	uv_poll_start(&d->pool_poll, UV_READABLE, relay_daemon_pool_cb);
 
-	/* Delivery holds a generation of its own, replaced on reload. */
-	g->refs++;
+	/*
+	 * Delivery holds a generation of its own, replaced on reload; the
+	 * first one is kept to compare what a reload cannot change.
+	 */
+	g->refs += 2;
 	d->sched_gen = g;
+	d->start_gen = g;
 	r = relay_sched_new(&d->sched, &d->loop, d->io, d->spool, c, err,
 			    sizeof(err));
 	if (r < 0) {
@@ -551,6 +561,8 @@ int relay_daemon_run(const char *path, char **overrides, int noverride)
 		relay_sched_free(d.sched);
 	if (d.sched_gen)
 		relay_gen_put(d.sched_gen);
+	if (d.start_gen)
+		relay_gen_put(d.start_gen);
 	uv_loop_close(&d.loop);
 	relay_log_buffer(0);
 	return code;

@@ -412,6 +412,11 @@ int relay_dlog_reopen(struct relay_dlog *l)
 	if (l->fd >= 0)
 		close(l->fd);
 	l->fd = fd;
+
+	/* A run of failures ends here: say what it cost. */
+	if (l->failing)
+		relay_info(NULL, "delivery_log reopened path=%s lost=%" PRIu64,
+			   l->path, l->lost);
 	l->failing = false;
 	l->lost = 0;
 	return 0;

@@ -12,9 +12,10 @@
  * Internationalized mail (RFC 6533): a UTF-8 sender goes into To: as it
  * is (RFC 6532), a UTF-8 recipient into the text part as it is and into
  * Final-Recipient with the "utf-8" address type; the delivery-status
- * part is then message/global-delivery-status, and an original header
- * section holding UTF-8 is message/global-headers. Such a notification
- * must travel with SMTPUTF8, which the caller asks for.
+ * part is then message/global-delivery-status, and the header section of
+ * an SMTPUTF8 original holding UTF-8 is message/global-headers. Such a
+ * notification needs SMTPUTF8 when its own header holds UTF-8, and
+ * BODY=8BITMIME, which the caller asks for.
  */
 #include "relay/relay_dsn.h"
 
@@ -519,7 +520,9 @@ static void relay_dsn_headers(struct relay_dsn_buf *b, const char *orig,
 			continue;
 		}
 
-		if (col >= RELAY_DSN_HARD) {
+		/* Not inside a UTF-8 sequence: the margin holds the rest. */
+		if (col >= RELAY_DSN_HARD &&
+		    ((unsigned char)c & 0xc0) != 0x80) {
 			relay_dsn_put(b, "\r\n ", 3);
 			col = 1;
 		}
@@ -641,12 +644,13 @@ int relay_dsn_build(const struct relay_dsn_in *in, char **out, size_t *outlen)
 			   ? "message/global-delivery-status"
 			   : "message/delivery-status",
 		       "Delivery report", &parts, text_end, report_end);
-	relay_dsn_part(
-	    &b, boundary,
-	    relay_dsn_has8(parts.p + report_end, parts.len - report_end)
-		? "message/global-headers"
-		: "text/rfc822-headers",
-	    "Undelivered message headers", &parts, report_end, parts.len);
+	relay_dsn_part(&b, boundary,
+		       in->smtputf8 && relay_dsn_has8(parts.p + report_end,
+						      parts.len - report_end)
+			   ? "message/global-headers"
+			   : "text/rfc822-headers",
+		       "Undelivered message headers", &parts, report_end,
+		       parts.len);
 	relay_dsn_printf(&b, "\r\n--%s--\r\n", boundary);
 	if (b.nomem)
 		goto fail;

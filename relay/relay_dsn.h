@@ -16,8 +16,10 @@
  *      body, which the sender has and which may be large).
  * With a UTF-8 recipient (SMTPUTF8, RFC 6531) part 2 is RFC 6533's
  * message/global-delivery-status and the recipient's Final-Recipient is
- * "utf-8; " and the address in utf-8-addr-unitext form; with a UTF-8
- * header section part 3 is message/global-headers. A notification that
+ * "utf-8; " and the address in utf-8-addr-unitext form; when the
+ * original came with SMTPUTF8 and its header section holds 8-bit octets
+ * part 3 is message/global-headers (other 8-bit headers are not known to
+ * be UTF-8: text/rfc822-headers, 8bit). A notification that
  * holds UTF-8 anywhere must be sent with SMTPUTF8 (and BODY=8BITMIME).
  * Every line ends in CRLF and is at most 998 octets (RFC 5322 section
  * 2.1.1): long diagnostics are folded at spaces, and a run of more than
@@ -31,6 +33,7 @@
 #ifndef WAXSEAL_RELAY_DSN_H
 #define WAXSEAL_RELAY_DSN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +65,8 @@ struct relay_dsn_in {
 	const char *orig; /* the original message, CRLF lines; may be
 			   * NULL when origlen is 0 */
 	size_t origlen;
+	bool smtputf8; /* the original came with SMTPUTF8: 8-bit in its
+			* header section is UTF-8 */
 };
 
 /*

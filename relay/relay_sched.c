@@ -1072,6 +1072,7 @@ static void sched_bounce(struct relay_sched *s, struct sched_msg *m)
 	in.nrcpt = m->nbounced;
 	in.orig = m->data;
 	in.origlen = m->len;
+	in.smtputf8 = (m->flags & QUEUE_F_SMTPUTF8) != 0;
 	r = relay_dsn_build(&in, &dsn, &len);
 	if (r < 0) {
 		relay_err(m->id, "bounce-failed reason=\"%s\"", strerror(-r));

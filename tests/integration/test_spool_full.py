@@ -155,9 +155,16 @@ def test_reload_limits_and_restart_only(relay):
              for t in tasks]
     assert names.count("waxseal-sign") == 2, names
 
-    r.write_config(["queue_max_size = 0", "sign_threads = 2"])
+    # Compared with what runs, not with the last reload: still named
+    # on the next reload, and no longer once it is back.
     r.signal(signal.SIGHUP)
     r.wait_log(r"reloaded config=", count=2)
+    assert r.run_log().count("reload-needs-restart params=sign_threads") \
+        == 2
+    r.write_config(["queue_max_size = 0", "sign_threads = 2"])
+    r.signal(signal.SIGHUP)
+    r.wait_log(r"reloaded config=", count=3)
+    assert r.run_log().count("reload-needs-restart") == 2
     with r.client() as c:
         c.ehlo()
         kind, x, _ = try_message(c, 3, 3000)

@@ -1129,6 +1129,40 @@ Test(queue, corrupt_payload_in_newest_segment)
 		tmsg_free(&t[i]);
 }
 
+Test(queue, damaged_header_is_not_trusted)
+{
+	struct queue_spool *s = open_rw(NULL);
+	struct tmsg t[3];
+	char id[3][QUEUE_ID_LEN + 1], p[256], *buf;
+	size_t len;
+	uint64_t off1;
+
+	for (int i = 0; i < 3; i++)
+		tmsg_make(&t[i], (unsigned)i + 110, 150);
+	for (int i = 0; i < 3; i++)
+		append_one(s, &t[i], id[i]);
+	off1 = queue_spool_find(s, id[1])->offset;
+	queue_spool_close(s);
+
+	/*
+	 * A reserved octet of the second record's header is not zero: its
+	 * checksum fails and its length is not believed, so the records
+	 * from there on go as a torn tail would.
+	 */
+	seg_path(p, sizeof(p), 1);
+	buf = slurp(p, &len);
+	buf[off1 + 6] ^= 0x10;
+	spit(p, buf, len);
+	s = open_rw(NULL);
+	cr_assert_eq(queue_spool_count(s), 1);
+	check_msg(s, id[0], &t[0]);
+	cr_assert_eq((uint64_t)seg_size(1), off1);
+	queue_spool_close(s);
+	free(buf);
+	for (int i = 0; i < 3; i++)
+		tmsg_free(&t[i]);
+}
+
 /* put_record - append a raw record of any type with a good checksum. */
 static void put_record(unsigned num, unsigned type, const void *pl, size_t len)
 {

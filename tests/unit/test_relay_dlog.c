@@ -658,6 +658,14 @@ Test(relay_dlog, short_write_leaves_whole_lines)
 	/* Room again: the next line is whole, and the loss was counted. */
 	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
 	relay_dlog_write(l, &rec_nulls);
+	relay_dlog_flush(l);
+
+	/* A failure that a reopen ends is counted there. */
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	relay_dlog_write(l, &rec_full);
+	relay_dlog_flush(l);
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	cr_assert_eq(relay_dlog_reopen(l), 0);
 	relay_dlog_close(l);
 	got = slurp(path, &len);
 	cr_assert_str_eq(got + len - strlen(line_nulls), line_nulls);
@@ -669,6 +677,9 @@ Test(relay_dlog, short_write_leaves_whole_lines)
 	cr_assert_not_null(strstr(log, "delivery_log write failed"), "%s", log);
 	snprintf(one, sizeof(one), "delivery_log resumed path=%s lost=%zu\n",
 		 path, count - kept);
+	cr_assert_not_null(strstr(log, one), "want %s in:\n%s", one, log);
+	snprintf(one, sizeof(one), "delivery_log reopened path=%s lost=1\n",
+		 path);
 	cr_assert_not_null(strstr(log, one), "want %s in:\n%s", one, log);
 	free(log);
 }

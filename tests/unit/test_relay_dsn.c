@@ -252,6 +252,7 @@ Test(relay_dsn, internationalized_read_by_python)
 	in.sender = "abs\xc3\xa4nder@example.com";
 	in.orig = orig8;
 	in.origlen = sizeof(orig8) - 1;
+	in.smtputf8 = true;
 	cr_assert_eq(relay_dsn_build(&in, &m, &len), 0);
 	cr_assert_leq(max_line(m, len), 998);
 	out = run_check(m, len);
@@ -282,6 +283,7 @@ Test(relay_dsn, internationalized_read_by_python)
 	two_in(&in, r, "550 5.1.1 unknown");
 	in.orig = orig8;
 	in.origlen = sizeof(orig8) - 1;
+	in.smtputf8 = true;
 	cr_assert_eq(relay_dsn_build(&in, &m, &len), 0);
 	out = run_check(m, len);
 	expect(out, "part2-type", "message/delivery-status");
@@ -290,6 +292,54 @@ Test(relay_dsn, internationalized_read_by_python)
 	expect(out, "defects", "0");
 	free(out);
 	free(m);
+
+	/* Without SMTPUTF8, 8-bit header octets are not known to be UTF-8. */
+	in.smtputf8 = false;
+	cr_assert_eq(relay_dsn_build(&in, &m, &len), 0);
+	out = run_check(m, len);
+	expect(out, "part3-type", "text/rfc822-headers");
+	free(out);
+	free(m);
+}
+
+Test(relay_dsn, long_utf8_header_broken_between_characters)
+{
+	struct relay_dsn_rcpt r[2];
+	struct relay_dsn_in in;
+	char *orig, *m, *p;
+	size_t len, n = 0;
+
+	/*
+	 * One header line of 1500 two-octet characters after a prefix of
+	 * odd length, so that column 990 falls inside a character.
+	 */
+	orig = malloc(4000);
+	cr_assert_not_null(orig);
+	n += (size_t)sprintf(orig, "Subject: xy");
+	for (int k = 0; k < 1500; k++) {
+		orig[n++] = '\xc3';
+		orig[n++] = '\xa9';
+	}
+	n += (size_t)sprintf(orig + n, "\r\n\r\nbody\r\n");
+
+	two_in(&in, r, "550 5.1.1 unknown");
+	in.orig = orig;
+	in.origlen = n;
+	in.smtputf8 = true;
+	cr_assert_eq(relay_dsn_build(&in, &m, &len), 0);
+	cr_assert_leq(max_line(m, len), 998);
+
+	/* Every continuation starts on a character, never inside one. */
+	for (p = strstr(m, "Subject: xy"); p != NULL && *p != '\0'; p++) {
+		if (p[0] == '\n' && p[1] == ' ')
+			cr_assert_neq((unsigned char)p[2] & 0xc0, 0x80,
+				      "a break inside a character at %zu",
+				      (size_t)(p - m));
+		if (p[0] == '\r' && p[1] == '\n' && p[2] == '\r')
+			break;
+	}
+	free(m);
+	free(orig);
 }
 
 Test(relay_dsn, every_recipient_delayed)
