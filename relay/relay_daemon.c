@@ -38,7 +38,15 @@ struct relay_daemon {
 	struct relay_gen *sched_gen;
 	struct relay_gen *start_gen; /* what the daemon started with */
 
-	uv_poll_t pool_poll;
+	/*
+	 * The sign pool's eventfd is polled by one of two handles: after a
+	 * reload changed sign_threads, the other one polls the new pool
+	 * while the old one finishes its jobs (old_pool) and is closed.
+	 */
+	uv_poll_t pool_poll[2];
+	int pool_slot;		    /* the handle of pool */
+	struct sign_pool *old_pool; /* draining after a resize */
+	bool old_slot_busy;	    /* the other handle is not free yet */
 	uv_timer_t commit_timer; /* the end of a commit delay */
 	uv_signal_t sigterm, sigint, sighup, sigusr1;
 	bool stopping, sessions_done, sched_done;
@@ -142,6 +150,41 @@ static void relay_daemon_commit_cb(uv_timer_t *h)
 	(void)h;
 }
 
+/* relay_daemon_old_closed_cb - the old pool's handle is free again. */
+static void relay_daemon_old_closed_cb(uv_handle_t *h)
+{
+	struct relay_daemon *d = h->data;
+
+	d->old_slot_busy = false;
+}
+
+/*
+ * relay_daemon_pool_retire - free the pool a resize replaced, once every
+ * job it had is back: its workers then wait on an empty queue, so
+ * joining them is quick.
+ */
+static void relay_daemon_pool_retire(struct relay_daemon *d)
+{
+	uv_poll_t *h = &d->pool_poll[1 - d->pool_slot];
+
+	if (d->old_pool == NULL || sign_pool_outstanding(d->old_pool) > 0)
+		return;
+	uv_poll_stop(h);
+	sign_pool_free(d->old_pool);
+	d->old_pool = NULL;
+	uv_close((uv_handle_t *)h, relay_daemon_old_closed_cb);
+	relay_info(NULL, "sign-pool-retired");
+}
+
+/* relay_daemon_old_pool_cb - jobs of the replaced pool came back. */
+static void relay_daemon_old_pool_cb(uv_poll_t *h, int status, int events)
+{
+	struct relay_daemon *d = h->data;
+
+	sign_pool_reap(d->old_pool);
+	relay_daemon_pool_retire(d);
+}
+
 /*
  * relay_daemon_commit_later - whether the batch a flush would start now
  * should wait for more (queue_commit_delay): only while messages are out
@@ -157,7 +200,10 @@ static bool relay_daemon_commit_later(struct relay_daemon *d)
 	if (d->sched_gen == NULL || d->pool == NULL || d->stopping)
 		return false;
 	delay = (uint64_t)d->sched_gen->conf.queue_commit_delay;
-	if (delay == 0 || sign_pool_outstanding(d->pool) == 0)
+	if (delay == 0 ||
+	    sign_pool_outstanding(d->pool) +
+		    (d->old_pool ? sign_pool_outstanding(d->old_pool) : 0) ==
+		0)
 		return false;
 	since = queue_spool_pending_since(d->spool);
 	if (since == 0)
@@ -182,6 +228,10 @@ static void relay_daemon_prepare(void *arg)
 	 * loop for each RSA signature). */
 	if (d->pool)
 		sign_pool_reap_ready(d->pool);
+	if (d->old_pool) {
+		sign_pool_reap_ready(d->old_pool);
+		relay_daemon_pool_retire(d);
+	}
 	if (!relay_daemon_commit_later(d))
 		queue_spool_flush(d->spool);
 
@@ -287,9 +337,8 @@ static void relay_daemon_note(char *names, size_t cap, bool changed,
  * relay_daemon_restart_only - warn about the parameters that differ from
  * what the daemon started with and that a reload cannot apply: the
  * listening sockets, the spool's directory, I/O backend and segment
- * size, the control socket, the sign pool's threads and the resolver are
- * made once, at start (Postfix, too, needs a stop and start for
- * inet_interfaces).
+ * size, the control socket and the resolver are made once, at start
+ * (Postfix, too, needs a stop and start for inet_interfaces).
  */
 static void relay_daemon_restart_only(const struct conf *old,
 				      const struct conf *c)
@@ -313,8 +362,6 @@ static void relay_daemon_restart_only(const struct conf *old,
 	    names, sizeof(names),
 	    relay_daemon_str_ne(old->control_socket, c->control_socket),
 	    "control_socket");
-	relay_daemon_note(names, sizeof(names),
-			  old->sign_threads != c->sign_threads, "sign_threads");
 	relay_daemon_note(
 	    names, sizeof(names),
 	    !relay_daemon_list_eq(&old->dns_servers, &c->dns_servers),
@@ -324,6 +371,61 @@ static void relay_daemon_restart_only(const struct conf *old,
 			   "reload-needs-restart params=%s reason=\"changed, "
 			   "but used as they were until a restart\"",
 			   names);
+}
+
+/* relay_daemon_threads - the sign_threads c asks for, 0 resolved. */
+static int relay_daemon_threads(const struct conf *c)
+{
+	long n = c->sign_threads > 0 ? (long)c->sign_threads
+				     : sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? (int)n : 1;
+}
+
+/*
+ * relay_daemon_pool_resize - a reload changed sign_threads: new messages
+ * go to a new pool of that size, and the running one is freed when its
+ * jobs are back (relay_daemon_pool_retire).
+ */
+static void relay_daemon_pool_resize(struct relay_daemon *d,
+				     const struct conf *c)
+{
+	int n = relay_daemon_threads(c), other = 1 - d->pool_slot;
+	struct sign_pool *np;
+
+	if (n == sign_pool_threads(d->pool))
+		return;
+	if (d->old_slot_busy) {
+		relay_warn(NULL,
+			   "sign-pool-resize-later threads=%d reason=\"the "
+			   "pool replaced before is still finishing its jobs; "
+			   "reload again\"",
+			   n);
+		return;
+	}
+	np = sign_pool_new(n);
+	if (np == NULL) {
+		relay_warn(NULL,
+			   "sign-pool-resize-failed threads=%d reason=\"cannot "
+			   "start threads\"",
+			   n);
+		return;
+	}
+
+	/* The running pool's handle now drains it; the other polls np. */
+	uv_poll_init(&d->loop, &d->pool_poll[other], sign_pool_fd(np));
+	d->pool_poll[other].data = d;
+	uv_poll_start(&d->pool_poll[other], UV_READABLE, relay_daemon_pool_cb);
+	uv_poll_start(&d->pool_poll[d->pool_slot], UV_READABLE,
+		      relay_daemon_old_pool_cb);
+	relay_info(NULL, "sign-pool-resized threads=%d was=%d", n,
+		   sign_pool_threads(d->pool));
+	d->old_pool = d->pool;
+	d->old_slot_busy = true;
+	d->pool = np;
+	d->pool_slot = other;
+	relay_smtpd_set_pool(d->smtpd, np);
+	relay_daemon_pool_retire(d);
 }
 
 /* relay_daemon_reload_cb - SIGHUP: new configuration for new sessions. */
@@ -355,6 +457,7 @@ static void relay_daemon_reload_cb(uv_signal_t *h, int signum)
 	lim.max_size = (uint64_t)g->conf.queue_max_size;
 	lim.minfree = (uint64_t)g->conf.queue_minfree;
 	queue_spool_set_limits(d->spool, &lim);
+	relay_daemon_pool_resize(d, &g->conf);
 	relay_log_level = g->conf.log_level;
 	relay_smtpd_set_gen(d->smtpd, g);
 	relay_info(NULL, "reloaded config=%s", d->path);
@@ -440,9 +543,9 @@ static int relay_daemon_start(struct relay_daemon *d, struct relay_gen *g)
 		return 1;
 	}
 	uv_timer_init(&d->loop, &d->commit_timer);
-	uv_poll_init(&d->loop, &d->pool_poll, sign_pool_fd(d->pool));
-	d->pool_poll.data = d;
-	uv_poll_start(&d->pool_poll, UV_READABLE, relay_daemon_pool_cb);
+	uv_poll_init(&d->loop, &d->pool_poll[0], sign_pool_fd(d->pool));
+	d->pool_poll[0].data = d;
+	uv_poll_start(&d->pool_poll[0], UV_READABLE, relay_daemon_pool_cb);
 
 	/*
 	 * Delivery holds a generation of its own, replaced on reload; the
@@ -542,9 +645,14 @@ int relay_daemon_run(const char *path, char **overrides, int noverride)
 	if (code != 0 && d.sched)
 		relay_sched_shutdown(d.sched, NULL, NULL);
 	if (d.pool) {
-		uv_poll_stop(&d.pool_poll);
+		uv_poll_stop(&d.pool_poll[d.pool_slot]);
 		sign_pool_reap(d.pool);
 		sign_pool_free(d.pool);
+	}
+	if (d.old_pool) {
+		uv_poll_stop(&d.pool_poll[1 - d.pool_slot]);
+		sign_pool_reap(d.old_pool);
+		sign_pool_free(d.old_pool);
 	}
 	if (d.smtpd)
 		relay_smtpd_free(d.smtpd);

@@ -1537,6 +1537,11 @@ void relay_smtpd_set_gen(struct relay_smtpd *srv, struct relay_gen *gen)
 	srv->gen = gen;
 }
 
+void relay_smtpd_set_pool(struct relay_smtpd *srv, struct sign_pool *pool)
+{
+	srv->pool = pool;
+}
+
 void relay_smtpd_shutdown(struct relay_smtpd *srv, void (*done)(void *),
 			  void *arg)
 {

@@ -58,6 +58,12 @@ void relay_smtpd_accept_cb(void *arg, struct relay_sock *s);
 void relay_smtpd_set_gen(struct relay_smtpd *srv, struct relay_gen *gen);
 
 /*
+ * relay_smtpd_set_pool - messages finished from now on are signed on pool
+ * (borrowed); jobs already on the old one come back from it as before.
+ */
+void relay_smtpd_set_pool(struct relay_smtpd *srv, struct sign_pool *pool);
+
+/*
  * relay_smtpd_shutdown - sessions between transactions get "421" and
  * close; sessions inside one finish it first. done(arg) runs when the last
  * session is gone (maybe at once).

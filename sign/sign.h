@@ -109,6 +109,9 @@ void sign_pool_reap(struct sign_pool *p);
  */
 void sign_pool_reap_ready(struct sign_pool *p);
 
+/* sign_pool_threads - the number of workers p runs. */
+int sign_pool_threads(const struct sign_pool *p);
+
 /* sign_pool_outstanding - jobs submitted and not yet reaped (on the thread
  * that submits and reaps). */
 size_t sign_pool_outstanding(const struct sign_pool *p);

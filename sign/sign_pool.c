@@ -207,6 +207,12 @@ int sign_pool_submit(struct sign_pool *p, struct sign_job *job, sign_done_cb cb,
 	return 0;
 }
 
+/* sign_pool_threads - the number of workers p runs. */
+int sign_pool_threads(const struct sign_pool *p)
+{
+	return p->nthreads;
+}
+
 /* sign_pool_outstanding - jobs submitted and not yet reaped. */
 size_t sign_pool_outstanding(const struct sign_pool *p)
 {

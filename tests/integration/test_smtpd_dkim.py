@@ -134,3 +134,75 @@ def test_bad_key_stops_start(relay, tmp_path, tables):
                        capture_output=True, timeout=30)
     assert p.returncode != 0
     assert str(key).encode() in p.stderr, p.stderr
+
+
+def sign_workers(r):
+    """The daemon's sign threads, by the name they carry."""
+    names = []
+    for t in os.listdir("/proc/%d/task" % r.proc.pid):
+        try:
+            names.append(open("/proc/%d/task/%s/comm"
+                              % (r.proc.pid, t)).read().strip())
+        except OSError:
+            pass    # a thread that just ended
+    return names.count("waxseal-sign")
+
+
+def test_sign_threads_resized_by_reload(relay, tables):
+    """SIGHUP with another sign_threads: new messages are signed on a pool
+    of the new size, jobs in flight finish on the old one, which then
+    goes; nothing is lost or left unsigned while clients keep sending."""
+    import signal
+    import threading
+    import time
+
+    r = relay(*tables["lines"], "sign_threads = 2")
+    assert sign_workers(r) == 2
+    sent, errors, stop = [], [], threading.Event()
+
+    def client(n):
+        try:
+            with smtplib.SMTP(r.host, r.port, timeout=30) as s:
+                s.ehlo("client%d.test" % n)
+                for i in range(200):
+                    if stop.is_set():
+                        break
+                    frm = ("news@domain1.tld" if i % 2
+                           else "news@other.example")
+                    s.mail(frm)
+                    s.rcpt("reader@example.net")
+                    code, resp = s.data(
+                        b"From: <" + frm.encode() + b">\r\n"
+                        b"Subject: resize %d %d\r\n\r\nbody\r\n" % (n, i))
+                    assert code == 250, resp
+                    sent.append(resp.decode().split()[-1])
+        except Exception as e:      # reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for want, count in ((3, 1), (1, 2)):
+        time.sleep(0.3)
+        r.write_config(tables["lines"] + ["sign_threads = %d" % want])
+        r.signal(signal.SIGHUP)
+        r.wait_log(r"reloaded config=", count=count)
+        r.wait_log(r"sign-pool-retired", count=count)
+        deadline = time.monotonic() + 10
+        while sign_workers(r) != want and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sign_workers(r) == want
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert "sign-pool-resized threads=3 was=2" in r.run_log()
+    assert "sign-pool-resized threads=1 was=3" in r.run_log()
+    assert "reload-needs-restart" not in r.run_log()
+
+    # Every acknowledged message is stored, signed, and verifies.
+    assert len(sent) > 50, len(sent)
+    assert sorted(r.queue_ids()) == sorted(sent)
+    for qid in sent[::7]:
+        assert verify(r.queue_cat(qid), tables["records"]), qid
