@@ -144,6 +144,26 @@ static int table_key_line(struct sign_table *t, char **w, int n, int line,
 	return 0;
 }
 
+/*
+ * table_plain_pattern_ok - whether a plain table's pattern can match: no
+ * '*', or exactly "*", "*@domain" or "user@*".
+ */
+static bool table_plain_pattern_ok(const char *pat)
+{
+	const char *star = strchr(pat, '*');
+	size_t len = strlen(pat);
+
+	if (!star)
+		return true;
+	if (strchr(star + 1, '*'))
+		return false;
+	if (len == 1)
+		return true;
+	if (star == pat)
+		return pat[1] == '@' && pat[2] != '\0';
+	return star == pat + len - 1 && len >= 3 && pat[len - 2] == '@';
+}
+
 /* table_sig_line - "PATTERN NAME [SIGNER]". */
 static int table_sig_line(struct sign_table *t, char **w, int n, int line,
 			  const char *name, char *err, size_t errlen)
@@ -154,6 +174,16 @@ static int table_sig_line(struct sign_table *t, char **w, int n, int line,
 		snprintf(err, errlen,
 			 "%s:%d: expected PATTERN KEYNAME [SIGNER]", name,
 			 line);
+		return -EINVAL;
+	}
+	/* A plain table matches whole keys: a wildcard other than the
+	 * forms the look-up builds would be a line that never matches. */
+	if (!t->refile && !table_plain_pattern_ok(w[0])) {
+		snprintf(err, errlen,
+			 "%s:%d: %.128s: '*' in a plain SigningTable matches "
+			 "only as *, *@domain or user@*; name the file "
+			 "refile:%s for wildcard patterns",
+			 name, line, w[0], name);
 		return -EINVAL;
 	}
 	ns = realloc(t->sigs, (t->nsigs + 1) * sizeof(*ns));
@@ -332,9 +362,12 @@ size_t sign_table_lookup(const struct sign_table *t, const char *addr,
 		return 0;
 	ul = (size_t)(at - addr);
 
-	/* user@host, then host. */
+	/* user@host, then host, then *@host (the same, as it is written
+	 * in tables shared with refile:). */
 	n = table_exact(t, addr, out, n, max);
 	n = table_exact(t, at + 1, out, n, max);
+	snprintf(key, sizeof(key), "*@%s", at + 1);
+	n = table_exact(t, key, out, n, max);
 
 	/* user@.parent for each parent domain, nearest first. */
 	for (d = strchr(at + 1, '.'); d; d = strchr(d + 1, '.')) {

@@ -8,8 +8,11 @@
  * PATTERN is a wildcard ("*" matches any run of characters) tried against
  * the From address in file order. Given as "file:PATH" or a bare PATH,
  * PATTERN is a literal, tried in OpenDKIM's documented order for
- * user@host: "user@host", "host", "user@.parent" for each parent domain
- * from the nearest, ".parent" likewise, "user@*", and "*". A NAME of
+ * user@host: "user@host", "host", then "*@host" (which OpenDKIM would
+ * never match, though tables written for refile: use it), "user@.parent"
+ * for each parent domain from the nearest, ".parent" likewise, "user@*",
+ * and "*"; any other pattern with a '*' is refused at load, since it
+ * could never match. A NAME of
  * just "%" stands for the From domain; SIGNER (the i= value) may hold
  * "%" for the From domain as well.
  *

@@ -147,25 +147,35 @@ Test(sign_key, refusals_name_the_file)
 	refused(p, -EINVAL, "not a PEM private key");
 }
 
+/* openssl_rsa - an rsa key of bits made by the openssl command, 0600. */
+static void openssl_rsa(char *p, const char *name, unsigned bits)
+{
+	char cmd[768];
+
+	snprintf(p, 256, "%s/%s", dir, name);
+	snprintf(cmd, sizeof(cmd),
+		 "openssl genrsa -out %s %u 2>/dev/null && chmod 600 %s", p,
+		 bits, p);
+	cr_assert_eq(system(cmd), 0);
+}
+
 Test(sign_key, rsa_size_limits)
 {
-	char p[256], err[256] = "";
 	struct sign_key *k = NULL;
+	char p[256];
 
 	/* sign_key_generate itself refuses sizes out of range. */
 	cr_assert_eq(sign_key_generate(&k, SIGN_KEY_RSA, 512), -EINVAL);
 	cr_assert_eq(sign_key_generate(&k, SIGN_KEY_RSA, 8192), -EINVAL);
 
-	/* A 512-bit key file made by openssl must be refused at load. */
+	/* Key files made by openssl outside 1024-4096 bits are refused at
+	 * load. */
 	if (system("command -v openssl >/dev/null 2>&1") != 0)
 		cr_skip_test("openssl command is not installed");
-	snprintf(err, sizeof(err),
-		 "openssl genrsa -out %s/small.private 512 2>/dev/null && "
-		 "chmod 600 %s/small.private",
-		 dir, dir);
-	cr_assert_eq(system(err), 0);
-	snprintf(p, sizeof(p), "%s/small.private", dir);
+	openssl_rsa(p, "small.private", 512);
 	refused(p, -EINVAL, "512 bits");
+	openssl_rsa(p, "big.private", 4104);
+	refused(p, -EINVAL, "4104 bits, need 1024 to 4096");
 }
 
 Test(sign_key, tables_errors)

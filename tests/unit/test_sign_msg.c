@@ -19,13 +19,20 @@
 #include "sign/sign_key.h"
 #include "sign/sign_verify.h"
 
-static char dir[64], kt[256], st[300], stspec[320], pub[128];
+static char dir[64], kt[256], st[300], stspec[320], pub[1024];
 static struct sign_keys *keys;
-static char *hdrs[] = {"From", "To", "Subject", "Received"};
+static char *hdrs_default[] = {"From", "To", "Subject", "Received"};
+static int ktype = SIGN_KEY_ED25519; /* of the next load_table */
+static unsigned kbits;		     /* for rsa */
+static char **sign_hdrs = hdrs_default;
+static size_t nsign_hdrs = 4;
 static char *over[] = {"From", "List-Unsubscribe"};
 
-/* load - tables for *@example.com with an ed25519 key; action u. */
-static void load(int action, bool withtables)
+/*
+ * load_table - an ed25519 key for every domain; sigtext is the refile:
+ * SigningTable; action for unsigned mail.
+ */
+static void load_table(int action, bool withtables, const char *sigtext)
 {
 	struct sign_key *k = NULL;
 	char kp[256], line[512], err[256] = "", *pem, *p;
@@ -35,7 +42,7 @@ static void load(int action, bool withtables)
 
 	strcpy(dir, "/tmp/wsmsg.XXXXXX");
 	cr_assert_not_null(mkdtemp(dir));
-	cr_assert_eq(sign_key_generate(&k, SIGN_KEY_ED25519, 0), 0);
+	cr_assert_eq(sign_key_generate(&k, ktype, kbits), 0);
 	cr_assert_eq(sign_key_write_pem(k, &pem, &len), 0);
 	p = sign_key_public_b64(k);
 	snprintf(pub, sizeof(pub), "%s", p);
@@ -54,7 +61,7 @@ static void load(int action, bool withtables)
 	fclose(f);
 	snprintf(st, sizeof(st), "%s/st", dir);
 	f = fopen(st, "w");
-	fputs("*@example.com k\n*@*.example.com k\n", f);
+	fputs(sigtext, f);
 	fclose(f);
 	snprintf(stspec, sizeof(stspec), "refile:%s", st);
 
@@ -64,13 +71,19 @@ static void load(int action, bool withtables)
 		c.dkim_signing_table = stspec;
 	}
 	c.dkim_canonicalization = "simple/simple";
-	c.dkim_sign_headers.v = hdrs;
-	c.dkim_sign_headers.n = 4;
+	c.dkim_sign_headers.v = sign_hdrs;
+	c.dkim_sign_headers.n = nsign_hdrs;
 	c.dkim_oversign_headers.v = over;
 	c.dkim_oversign_headers.n = 2;
 	c.dkim_unsigned_action = action;
 	c.dkim_signature_ttl = 3600 * 1000;
 	cr_assert_eq(sign_keys_load(&keys, &c, err, sizeof(err)), 0, "%s", err);
+}
+
+/* load - tables for *@example.com and its subdomains; action u. */
+static void load(int action, bool withtables)
+{
+	load_table(action, withtables, "*@example.com k\n*@*.example.com k\n");
 }
 
 static void done(void)
@@ -83,9 +96,12 @@ static void done(void)
 	cr_assert_eq(system(cmd), 0);
 }
 
-/* run - sign hdr+body; returns the outcome, result in *sig if signed. */
-static int run(const char *hdr, const char *body, char **sig, char *why,
-	       char *dom)
+/*
+ * run_t - sign hdr+body at time t (now if t < 0); returns the outcome,
+ * result in *sig if signed.
+ */
+static int run_t(long long t, const char *hdr, const char *body, char **sig,
+		 char *why, char *dom)
 {
 	struct sign_job *job = NULL;
 	struct sign_msg *m = sign_msg_new(keys);
@@ -94,6 +110,8 @@ static int run(const char *hdr, const char *body, char **sig, char *why,
 	int r;
 
 	cr_assert_not_null(m);
+	if (t >= 0)
+		sign_msg_set_time(m, t);
 	cr_assert_eq(sign_msg_headers(m, hdr, strlen(hdr)), 0);
 	sign_msg_body(m, body, strlen(body));
 	r = sign_msg_finish(m, &job, why, 200, dom, 200);
@@ -106,6 +124,20 @@ static int run(const char *hdr, const char *body, char **sig, char *why,
 	return r;
 }
 
+/* run - run_t() now. */
+static int run(const char *hdr, const char *body, char **sig, char *why,
+	       char *dom)
+{
+	return run_t(-1, hdr, body, sig, why, dom);
+}
+
+/* run_at - run_t() that must produce a signature. */
+static void run_at(long long t, const char *hdr, const char *body, char **sig,
+		   char *why, char *dom)
+{
+	cr_assert_eq(run_t(t, hdr, body, sig, why, dom), SIGN_JOB, "%s", why);
+}
+
 /* key_cb - the one test key. */
 static int key_cb(void *arg, const char *d, const char *s, char **txt)
 {
@@ -113,8 +145,9 @@ static int key_cb(void *arg, const char *d, const char *s, char **txt)
 	(void)d;
 	if (strcmp(s, "sel") != 0)
 		return -ENOENT;
-	*txt = malloc(200);
-	snprintf(*txt, 200, "v=DKIM1; k=ed25519; p=%s", pub);
+	*txt = malloc(sizeof(pub) + 32);
+	snprintf(*txt, sizeof(pub) + 32, "v=DKIM1; k=%s; p=%s",
+		 ktype == SIGN_KEY_RSA ? "rsa" : "ed25519", pub);
 	return 0;
 }
 
@@ -196,6 +229,90 @@ Test(sign_msg, repeated_and_oversigned_headers, .fini = done)
 	free(sig);
 }
 
+/* unfolded - sig with its folding white space removed. */
+static char *unfolded(const char *sig)
+{
+	char *u = malloc(strlen(sig) + 1), *o = u;
+
+	for (; *sig; sig++)
+		if (*sig != '\r' && *sig != '\n' && *sig != '\t' && *sig != ' ')
+			*o++ = *sig;
+	*o = '\0';
+	return u;
+}
+
+Test(sign_msg, times_and_expiry, .fini = done)
+{
+	long long now = (long long)time(NULL);
+	char *sig = NULL, *u, why[200], dom[200], want[64];
+	struct sign_hdr_field *f;
+	struct sign_verify_result res;
+	size_t nf;
+	char *all;
+
+	/* t= is the signing time, x= t= plus dkim_signature_ttl (1 h). */
+	load(CONF_UNSIGNED_ACCEPT, true);
+	run_at(now, H, "body\r\n", &sig, why, dom);
+	u = unfolded(sig);
+	snprintf(want, sizeof(want), "t=%lld;x=%lld;", now, now + 3600);
+	cr_assert(strstr(u, want), "%s lacks %s", u, want);
+	cr_assert_eq(verify(sig, H, "body\r\n"), SIGN_VERIFY_PASS);
+	free(u);
+	free(sig);
+
+	/* Signed two hours ago: expired an hour ago. */
+	run_at(now - 7200, H, "body\r\n", &sig, why, dom);
+	cr_assert_geq(asprintf(&all, "%s%s", sig, H), 0);
+	cr_assert_eq(sign_hdr_split(all, strlen(all), &f, &nf), 0);
+	cr_assert_eq(
+	    sign_verify_sig(f, nf, 0, "body\r\n", 6, key_cb, NULL, &res),
+	    SIGN_VERIFY_FAIL);
+	cr_assert_str_eq(res.reason, "signature expired");
+	free(f);
+	free(all);
+	free(sig);
+}
+
+Test(sign_msg, agent_identifier, .fini = done)
+{
+	char *sig = NULL, *u, why[200], dom[200];
+
+	/* SIGNER "@%": i= is the From domain, which is d=. */
+	load_table(CONF_UNSIGNED_ACCEPT, true,
+		   "*@example.com k @%\n"
+		   "*@news.example.com k newsletter@example.com\n"
+		   "*@other.example k someone@example.com\n");
+	run_at((long long)time(NULL), H, "body\r\n", &sig, why, dom);
+	u = unfolded(sig);
+	cr_assert(strstr(u, "i=@example.com;"), "%s", u);
+	cr_assert(strstr(u, "d=example.com;"), "%s", u);
+	cr_assert_eq(verify(sig, H, "body\r\n"), SIGN_VERIFY_PASS);
+	free(u);
+	free(sig);
+
+	/* d= is the From domain, news.example.com; an i= in its parent
+	 * example.com would not be within d=, so none is written. */
+	run_at((long long)time(NULL),
+	       "From: a@news.example.com\r\nSubject: s\r\n", "b\r\n", &sig, why,
+	       dom);
+	u = unfolded(sig);
+	cr_assert(strstr(u, "d=news.example.com;"), "%s", u);
+	cr_assert_null(strstr(u, "i="), "%s", u);
+	free(u);
+	free(sig);
+	done();
+
+	/* A signer in a subdomain of d= is kept. */
+	load_table(CONF_UNSIGNED_ACCEPT, true,
+		   "*@example.com k list@lists.%\n");
+	run_at((long long)time(NULL), H, "body\r\n", &sig, why, dom);
+	u = unfolded(sig);
+	cr_assert(strstr(u, "i=list@lists.example.com;"), "%s", u);
+	cr_assert_eq(verify(sig, H, "body\r\n"), SIGN_VERIFY_PASS);
+	free(u);
+	free(sig);
+}
+
 Test(sign_msg, folded_under_78, .fini = done)
 {
 	char *sig = NULL, why[200], dom[200], *line, *save;
@@ -205,6 +322,68 @@ Test(sign_msg, folded_under_78, .fini = done)
 	for (line = strtok_r(sig, "\n", &save); line;
 	     line = strtok_r(NULL, "\n", &save))
 		cr_assert_leq(strlen(line), 78, "line too long: %s", line);
+	free(sig);
+}
+
+Test(sign_msg, folded_under_78_rsa4096_all_headers, .fini = done)
+{
+	static char *all[] = {"From",
+			      "Reply-To",
+			      "Subject",
+			      "Date",
+			      "To",
+			      "Cc",
+			      "Resent-Date",
+			      "Resent-From",
+			      "Resent-Sender",
+			      "Resent-To",
+			      "Resent-Cc",
+			      "In-Reply-To",
+			      "References",
+			      "List-Id",
+			      "List-Help",
+			      "List-Unsubscribe",
+			      "List-Subscribe",
+			      "List-Post",
+			      "List-Owner",
+			      "List-Archive",
+			      "Message-ID",
+			      "MIME-Version",
+			      "Content-Type",
+			      "Content-Transfer-Encoding",
+			      "List-Unsubscribe-Post"};
+	static const char hdr[] =
+	    "From: a@example.com\r\nTo: b@example.net\r\n"
+	    "Subject: s\r\nDate: Fri, 4 Dec 2026 21:00:00 +0000\r\n"
+	    "Message-ID: <1@example.com>\r\nMIME-Version: 1.0\r\n"
+	    "Content-Type: text/plain\r\n"
+	    "List-Unsubscribe: <https://example.com/u>\r\n"
+	    "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n";
+	char *sig = NULL, why[200], dom[200], *line, *save, *copy;
+	int lines = 0;
+
+	ktype = SIGN_KEY_RSA;
+	kbits = 4096;
+	sign_hdrs = all;
+	nsign_hdrs = sizeof(all) / sizeof(all[0]);
+	/* Criterion runs each test in its own process: no reset needed. */
+	load(CONF_UNSIGNED_ACCEPT, true);
+
+	run_at((long long)time(NULL), hdr, "b\r\n", &sig, why, dom);
+	cr_assert_eq(verify(sig, hdr, "b\r\n"), SIGN_VERIFY_PASS);
+	copy = strdup(sig);
+	for (line = strtok_r(copy, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		size_t len = strlen(line);
+
+		/* Every line ends in CRLF; count what is before it. */
+		cr_assert(len >= 1 && line[len - 1] == '\r', "%s", line);
+		cr_assert_lt(len - 1, 78, "line too long: %s", line);
+		lines++;
+	}
+	/* A 4096-bit b= alone is 684 base64 characters. */
+	cr_assert_gt(lines, 10, "%s", sig);
+	free(copy);
 	free(sig);
 }
 

@@ -77,16 +77,18 @@ Test(sign_table, plain_table_lookup_order)
 				  "joe@* k4\n"
 				  ".example.com k3\n"
 				  "joe@.example.com k2\n"
+				  "*@foo.example.com k1b\n"
 				  "foo.example.com k1\n"
 				  "joe@foo.example.com k0\n";
-	static const char *order[] = {"k0", "k1", "k2", "k3", "k4", "k5"};
+	static const char *order[] = {"k0", "k1", "k1b", "k2",
+				      "k3", "k4", "k5"};
 	struct sign_table t;
 	size_t idx[8];
 	int i;
 
 	load(&t, sig, false);
-	cr_assert_eq(sign_table_lookup(&t, "joe@foo.example.com", idx, 8), 6);
-	for (i = 0; i < 6; i++)
+	cr_assert_eq(sign_table_lookup(&t, "joe@foo.example.com", idx, 8), 7);
+	for (i = 0; i < 7; i++)
 		cr_assert_str_eq(t.sigs[idx[i]].keyname, order[i]);
 	cr_assert_eq(sign_table_lookup(&t, "ann@foo.example.com", idx, 1), 1);
 	cr_assert_str_eq(t.sigs[idx[0]].keyname, "k1");
@@ -134,6 +136,41 @@ Test(sign_table, errors_name_file_and_line)
 	bad(true, "k a:b:inline-key-data\n", "tab:1:");
 	bad(false, "justone\n", "tab:1:");
 	bad(false, "a b c d\n", "tab:1:");
+
+	/* A plain table refuses wildcards it could never match. */
+	bad(false, "*@ok.example k\n*.example.com k\n", "tab:2: *.example");
+	bad(false, "a*@example.com k\n", "refile:tab");
+	bad(false, "*@*.example.com k\n", "tab:1:");
+	bad(false, "*@ k\n", "tab:1:");
+	bad(false, "@* k\n", "tab:1:");
+	bad(false, "joe@* k\n* k\njoe@x* k\n", "tab:3:");
+}
+
+Test(sign_table, refile_takes_any_wildcard)
+{
+	static const char sig[] = "a*@*.example.com k0\n@* k1\n";
+	struct sign_table t;
+	size_t idx[2];
+
+	load(&t, sig, true);
+	cr_assert_eq(sign_table_lookup(&t, "ab@x.example.com", idx, 2), 1);
+	cr_assert_str_eq(t.sigs[idx[0]].keyname, "k0");
+	sign_table_free(&t);
+}
+
+Test(sign_table, plain_table_takes_star_at_domain)
+{
+	struct sign_table t;
+	size_t idx[4];
+
+	/* The verbatim lines work in a plain table too. */
+	load(&t, resign, false);
+	cr_assert_eq(sign_table_lookup(&t, "a@domain1.tld", idx, 4), 2);
+	cr_assert_eq(idx[0], 0);
+	cr_assert_eq(idx[1], 1);
+	cr_assert_eq(sign_table_lookup(&t, "a@sub.domain1.tld", idx, 4), 1);
+	cr_assert_eq(idx[0], 1);
+	sign_table_free(&t);
 }
 
 Test(sign_table, path_prefixes)
