@@ -134,7 +134,8 @@ static void cli_sign_usage(FILE *f)
 		   "  the dkim_key_table and dkim_signing_table in FILE and\n"
 		   "  writes the DKIM-Signature field(s) and the message\n"
 		   "  (CRLF line ends). Exit 0 signed (or unsigned when\n"
-		   "  dkim_unsigned_action = accept), 1 not signed, 2 usage.\n"
+		   "  dkim_unsigned_action = accept), 1 not signed, 2 usage\n"
+		   "  or a FILE that does not parse.\n"
 		   "  -t fixes t= (for reproducible output).\n");
 }
 
@@ -176,10 +177,11 @@ int sign_cli_sign(int argc, char **argv)
 		cli_sign_usage(stderr);
 		return 2;
 	}
+	/* As `waxseal run`: 2 for the file itself, 1 for what it names. */
 	r = conf_load(&c, cf, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "waxseal sign: %s\n", err);
-		return 1;
+		return 2;
 	}
 	r = sign_keys_load(&keys, &c, err, sizeof(err));
 	conf_free(&c);
@@ -467,7 +469,8 @@ static void cli_genkey_usage(FILE *f)
 		   "  Writes DIR/SELECTOR.private (PKCS#8 PEM, mode 0600) and\n"
 		   "  DIR/SELECTOR.txt, the DNS record in the layout of\n"
 		   "  opendkim-genkey. rsa of 2048 bits by default (1024 to\n"
-		   "  4096); ed25519 publishes the raw key (RFC 8463).\n");
+		   "  4096, a multiple of 128); ed25519 publishes the raw key\n"
+		   "  (RFC 8463).\n");
 }
 
 /* cli_write_file - create path with mode and write text. */
@@ -500,7 +503,8 @@ static char *cli_txt_record(const char *sel, const char *dom, const char *k,
 			    const char *p)
 {
 	size_t pl = strlen(p), i, n = 0;
-	char *o = malloc(pl + 2 * strlen(sel) + strlen(dom) + 256 + pl / 50);
+	char *o = malloc(pl + 2 * strlen(sel) + strlen(dom) + 256 +
+			 (pl / 250 + 2) * 8);
 
 	if (!o)
 		return NULL;
@@ -516,6 +520,11 @@ static char *cli_txt_record(const char *sel, const char *dom, const char *k,
 		memcpy(o + n, p + i, c);
 		n += c;
 	}
+
+	/* opendkim-genkey ends a key that fills its last string with an
+	 * empty one; so does this, for tools that compare the files. */
+	if (pl > 0 && pl % 250 == 0)
+		n += (size_t)sprintf(o + n, "\"\n\t  \"");
 	sprintf(o + n, "\" )  ; ----- DKIM key %s for %s\n", sel, dom);
 	return o;
 }
@@ -528,6 +537,7 @@ int sign_cli_genkey(int argc, char **argv)
 	const char *dom = NULL, *sel = NULL, *dir = ".", *type = "rsa";
 	struct sign_key *k = NULL;
 	char path[4096], *pem = NULL, *pub = NULL, *txt = NULL;
+	const char *bits_arg = NULL;
 	unsigned bits = 2048;
 	size_t pl;
 	int o, r, code = 1, t;
@@ -545,7 +555,7 @@ int sign_cli_genkey(int argc, char **argv)
 			type = optarg;
 			break;
 		case 'b':
-			bits = (unsigned)strtoul(optarg, NULL, 10);
+			bits_arg = optarg;
 			break;
 		case 'D':
 			dir = optarg;
@@ -564,10 +574,29 @@ int sign_cli_genkey(int argc, char **argv)
 		return 2;
 	}
 	t = strcmp(type, "rsa") == 0 ? SIGN_KEY_RSA : SIGN_KEY_ED25519;
+	if (bits_arg && t == SIGN_KEY_ED25519) {
+		fprintf(stderr, "waxseal genkey: -b is for rsa keys; an "
+				"ed25519 key has no size to choose\n");
+		return 2;
+	}
+	if (bits_arg) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(bits_arg, &end, 10);
+		if (errno || end == bits_arg || *end || *bits_arg == '-' ||
+		    v > SIGN_KEY_RSA_MAX)
+			v = 0;
+		bits = (unsigned)v;
+	}
 	r = sign_key_generate(&k, t, bits);
 	if (r == -EINVAL) {
-		fprintf(stderr, "waxseal genkey: rsa bits must be %d to %d\n",
-			SIGN_KEY_RSA_MIN, SIGN_KEY_RSA_MAX);
+		fprintf(stderr,
+			"waxseal genkey: rsa bits must be %d to %d in steps "
+			"of %d (the sizes BoringSSL makes), e.g. 1024, 2048, "
+			"3072 or 4096\n",
+			SIGN_KEY_RSA_MIN, SIGN_KEY_RSA_MAX, SIGN_KEY_RSA_STEP);
 		return 2;
 	}
 	if (r < 0 || sign_key_write_pem(k, &pem, &pl) < 0 ||

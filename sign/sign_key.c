@@ -315,7 +315,10 @@ int sign_key_generate(struct sign_key **out, int type, unsigned bits)
 		return key_from_pkey(out, pkey, "new", err, sizeof(err));
 	}
 
-	if (bits < SIGN_KEY_RSA_MIN || bits > SIGN_KEY_RSA_MAX)
+	/* BoringSSL rounds other sizes down to a multiple of 128 without
+	 * saying so: a key smaller than asked for is refused instead. */
+	if (bits < SIGN_KEY_RSA_MIN || bits > SIGN_KEY_RSA_MAX ||
+	    bits % SIGN_KEY_RSA_STEP != 0)
 		return -EINVAL;
 	rsa = RSA_new();
 	e = BN_new();

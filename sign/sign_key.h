@@ -16,6 +16,7 @@ enum sign_key_type { SIGN_KEY_RSA, SIGN_KEY_ED25519 };
 
 #define SIGN_KEY_RSA_MIN 1024
 #define SIGN_KEY_RSA_MAX 4096
+#define SIGN_KEY_RSA_STEP 128 /* sign_key_generate makes multiples of it */
 /* The longest signature: rsa-4096. */
 #define SIGN_KEY_SIG_MAX 512
 
@@ -72,7 +73,8 @@ int sign_key_write_pem(const struct sign_key *k, char **pem, size_t *len);
 
 /*
  * sign_key_generate - a new key: rsa of bits bits, or ed25519 (bits
- * ignored). 0, -EINVAL (bits out of range) or -ENOMEM.
+ * ignored). 0, -EINVAL (bits out of range or not a multiple of
+ * SIGN_KEY_RSA_STEP, the sizes BoringSSL makes) or -ENOMEM.
  */
 int sign_key_generate(struct sign_key **out, int type, unsigned bits);
 

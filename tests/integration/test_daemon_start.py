@@ -1,5 +1,7 @@
 """What the daemon says at start about its configuration."""
 
+import os
+
 
 def test_short_myhostname_warns(relay):
     r = relay("myhostname = relay")
@@ -11,3 +13,13 @@ def test_short_myhostname_warns(relay):
 def test_fqdn_myhostname_is_quiet(relay):
     r = relay("myhostname = relay.example.com")
     assert "myhostname-not-fqdn" not in r.run_log()
+
+
+def test_sign_threads_default_is_cpu_count(relay):
+    """sign_threads = 0 (the default) starts one worker per online CPU,
+    and the start log says how many."""
+    r = relay("sign_threads = 0")
+    assert "sign-pool threads=%d" % os.cpu_count() in r.run_log()
+    r.stop()
+    r = relay("sign_threads = 3", name="three")
+    assert "sign-pool threads=3" in r.run_log()

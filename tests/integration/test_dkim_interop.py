@@ -231,15 +231,30 @@ def test_waxseal_ed25519_opendkim(keys, tmp_path):
     assert res == "pass", out
 
 
+def opendkim_results(out):
+    """Every (result, selector) of the Authentication-Results field that
+    opendkim -t -vvv prints (its INSHEADER line), in order. Comments go
+    first: a key from DNS is "(2048-bit key; unprotected)"."""
+    m = re.search(r"hname='Authentication-Results' hvalue='([^']*)'", out)
+    assert m, "no Authentication-Results in opendkim's output:\n" + out
+    text = re.sub(r"\([^()]*\)", "", m.group(1))
+    return re.findall(r"\bdkim=(\w+)[^;]*?\bheader\.s=([^\s;]+)", text)
+
+
 def test_opendkim_verifies_over_dns(keys, tmp_path, dns):
     """OpenDKIM's verifier looking the keys up in DNS, as it does in
     production: dnsmasq serves the TXT records on port 53 of a loopback
     address of this test's own (OpenDKIM's Nameservers setting takes no
-    port), and opendkim -t checks a dual-signed message through it."""
+    port), and opendkim -t checks a dual-signed message through it: one
+    `waxseal sign` run whose tables give example.com both keys
+    (dkim_multiple_signatures = yes), an rsa-sha256 and an
+    ed25519-sha256 signature. Every result OpenDKIM reports must be
+    pass, and fail for both once the body or a signed header changes."""
     if not os.path.exists("/usr/sbin/opendkim"):
         pytest.skip("opendkim is not installed (apt-get install opendkim)")
     if os.geteuid() != 0:
-        pytest.skip("port 53 on a loopback address needs root")
+        pytest.skip("not root: dnsmasq must bind port 53 (privileged) "
+                    "because OpenDKIM's Nameservers setting takes no port")
     # The two backends' runs of this file go in parallel: one address
     # each (the process id tells them apart).
     addr = "127.53.%d.%d" % (os.getpid() // 250 % 250 + 1,
@@ -248,15 +263,25 @@ def test_opendkim_verifies_over_dns(keys, tmp_path, dns):
             local=["example.com"])
     (tmp_path / "od.conf").write_text(
         f"Mode v\nNameservers {d.addr}\nSyslog no\n")
+    signed = wax_sign(keys, "relaxed/relaxed", ["rsa", "ed"])
+    algs = re.findall(rb"^DKIM-Signature:.*?\ba=([\w-]+);.*?\bs=(\w+);",
+                      signed.split(b"\r\n\r\n")[0]
+                      .replace(b"\r\n\t", b" "), re.M)
+    assert algs == [(b"rsa-sha256", b"rsa"), (b"ed25519-sha256", b"ed")]
+    cases = (("signed", signed, "pass"),
+             ("body changed", signed.replace(b"caf", b"cab"), "fail"),
+             ("Subject changed",
+              signed.replace(b"Subject: Hello", b"Subject: Jello"), "fail"))
+    for what, msg, want in cases:
+        f = tmp_path / "msg"
+        f.write_bytes(msg.replace(b"\r\n", b"\n"))
+        p = subprocess.run(["/usr/sbin/opendkim", "-vvv", "-x",
+                            str(tmp_path / "od.conf"), "-t", str(f)],
+                           capture_output=True, timeout=60)
+        out = (p.stdout + p.stderr).decode(errors="replace")
+        got = opendkim_results(out)
+        assert got == [(want, "rsa"), (want, "ed")], (what, got, out)
+    # The keys came from dnsmasq, not from anywhere else.
     for sel in ("rsa", "ed"):
-        signed = wax_sign(keys, "relaxed/relaxed", [sel])
-        for msg, want in ((signed, "pass"),
-                          (signed.replace(b"caf", b"cab"), "fail")):
-            f = tmp_path / "msg"
-            f.write_bytes(msg.replace(b"\r\n", b"\n"))
-            p = subprocess.run(["/usr/sbin/opendkim", "-vvv", "-x",
-                                str(tmp_path / "od.conf"), "-t", str(f)],
-                               capture_output=True, timeout=60)
-            out = (p.stdout + p.stderr).decode(errors="replace")
-            m = re.search(r"dkim=(\w+)", out)
-            assert m and m.group(1) == want, (sel, want, out)
+        assert re.search(r"query\[TXT\] %s\._domainkey\.example\.com "
+                         % sel, d.log()), d.log()

@@ -1,23 +1,35 @@
 """The daemon signs what it accepts: OpenDKIM's KeyTable and SigningTable,
 taken verbatim from a typical OpenDKIM setup, drive it; what the spool
 stores verifies with dkimpy (python3-dkim); the policy for messages that
-cannot be signed answers as configured.
+cannot be signed answers as configured. With dkim_multiple_signatures
+every matching entry signs, in table order; SIGHUP reads the keys again.
 """
 import os
 import re
+import signal
 import smtplib
+import stat
 import subprocess
 
 import pytest
 
-from waxtest import waxseal_bin
+from waxtest import header_fields, waxseal_bin
 
 dkim = pytest.importorskip("dkim", reason="python3-dkim is not installed")
+
+
+DOMAIN1 = b"mail._domainkey.domain1.tld."
 
 
 def txt_of(path):
     """The TXT record a genkey .txt file publishes, strings joined."""
     return "".join(re.findall(r'"([^"]*)"', open(path).read()))
+
+
+def genkey(d, dom, t):
+    """waxseal genkey: d/mail.private and d/mail.txt for dom, type t."""
+    subprocess.run([waxseal_bin(), "genkey", "-d", dom, "-s", "mail",
+                    "-t", t, "-D", str(d)], check=True, timeout=60)
 
 
 @pytest.fixture
@@ -26,9 +38,7 @@ def tables(tmp_path):
     kf = tmp_path / "keyfiles"
     for dom, t in (("domain1.tld", "rsa"), ("domain.tld", "ed25519")):
         (kf / dom).mkdir(parents=True)
-        subprocess.run([waxseal_bin(), "genkey", "-d", dom, "-s", "mail",
-                        "-t", t, "-D", str(kf / dom)], check=True,
-                       timeout=60)
+        genkey(kf / dom, dom, t)
     (tmp_path / "KeyTable").write_text(
         "# name domain:selector:keyfile\n"
         f"mail._domainkey.domain1.tld domain1.tld:mail:"
@@ -46,6 +56,10 @@ def tables(tmp_path):
             b"mail._domainkey.other.example.":
                 txt_of(kf / "domain.tld" / "mail.txt").encode(),
         },
+        # The records of KEY1 (rsa) and KEY2 (ed25519, the %-entry).
+        "key1": txt_of(kf / "domain1.tld" / "mail.txt").encode(),
+        "key2": txt_of(kf / "domain.tld" / "mail.txt").encode(),
+        "key1_file": kf / "domain1.tld" / "mail.private",
     }
 
 
@@ -67,6 +81,39 @@ def send(r, frm, body=b"Hello.\r\n", headers=None):
 def verify(stored, records):
     return dkim.verify(stored, dnsfunc=lambda name, timeout=5:
                        records.get(name))
+
+
+def verify_one(stored, idx, name, record):
+    """Whether DKIM-Signature number idx (0: the topmost) of stored
+    verifies when DNS publishes record at name and nothing else."""
+    def txt(qname, timeout=5):
+        return record if qname == name else None
+    # An rsa signature checked against an ed25519 record reaches PyNaCl,
+    # which raises ValueError on its length: a failure, too.
+    try:
+        return dkim.DKIM(stored).verify(idx=idx, dnsfunc=txt)
+    except (dkim.DKIMException, ValueError):
+        return False
+
+
+def send_stored(r, frm):
+    """Send a message From frm; the message as the spool stores it."""
+    code, resp = send(r, frm)
+    assert code == 250, resp
+    return r.queue_cat(resp.split()[-1])
+
+
+def signatures(stored):
+    """(a, d, s) of every DKIM-Signature field of stored, top down."""
+    head = stored.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    out = []
+    for name, val in header_fields(head):
+        if name.lower() != "dkim-signature":
+            continue
+        tags = dict(t.split(b"=", 1) for t in
+                    re.sub(rb"\s", b"", val).split(b";") if t)
+        out.append((tags[b"a"], tags[b"d"], tags[b"s"]))
+    return out
 
 
 def test_signed_messages_verify(relay, tables):
@@ -96,15 +143,96 @@ def test_signed_messages_verify(relay, tables):
 
 
 def test_no_from_is_refused(relay, tables):
+    """Without exactly one From field nothing is signed: 550 5.7.1 with
+    the reason, which the log repeats."""
     r = relay(*tables["lines"])
     code, resp = send(r, "x@domain1.tld",
                       headers=b"To: reader@example.net\r\nSubject: s\r\n")
-    assert code == 550 and resp.startswith("5.7."), (code, resp)
+    assert (code, resp) == (550, "5.7.1 message has no From header")
     code, resp = send(r, "x@domain1.tld",
                       headers=b"From: a@domain1.tld\r\n"
                               b"From: b@domain1.tld\r\n")
-    assert code == 550 and resp.startswith("5.7."), (code, resp)
+    assert (code, resp) == (550,
+                            "5.7.1 message has more than one From header")
     assert r.queue_list() == []
+    r.wait_log(r'reject stage=data from_domain=- reason="message has no '
+               r'From header"$')
+    r.wait_log(r'reject stage=data from_domain=- reason="message has more '
+               r'than one From header"$')
+
+
+def test_one_signature_by_default(relay, tables):
+    """dkim_multiple_signatures = no (the default): both SigningTable
+    entries match domain1.tld, the first one alone signs, with KEY1."""
+    r = relay(*tables["lines"])
+    one = send_stored(r, "news@domain1.tld")
+    assert signatures(one) == [(b"rsa-sha256", b"domain1.tld", b"mail")]
+    assert verify_one(one, 0, DOMAIN1, tables["key1"])
+    assert not verify_one(one, 0, DOMAIN1, tables["key2"])
+
+
+def test_multiple_signatures(relay, tables):
+    """dkim_multiple_signatures = yes: a signature per matching entry, in
+    SigningTable order. Both name d=domain1.tld s=mail (the %-entry takes
+    the From domain), so each must verify with its own key's record and
+    not with the other's. Another domain matches the %-entry alone."""
+    r = relay(*tables["lines"], "dkim_multiple_signatures = yes")
+    two = send_stored(r, "news@domain1.tld")
+    assert signatures(two) == [(b"rsa-sha256", b"domain1.tld", b"mail"),
+                               (b"ed25519-sha256", b"domain1.tld", b"mail")]
+    assert verify_one(two, 0, DOMAIN1, tables["key1"])
+    assert verify_one(two, 1, DOMAIN1, tables["key2"])
+    assert not verify_one(two, 0, DOMAIN1, tables["key2"])
+    assert not verify_one(two, 1, DOMAIN1, tables["key1"])
+    assert not verify_one(two.replace(b"Hello.", b"Hello!"), 1, DOMAIN1,
+                          tables["key2"])
+
+    other = send_stored(r, "news@other.example")
+    assert signatures(other) == [
+        (b"ed25519-sha256", b"other.example", b"mail")]
+    assert verify_one(other, 0, b"mail._domainkey.other.example.",
+                      tables["key2"])
+
+
+def sighup(r, event):
+    """SIGHUP, then wait for one more log line with event; that line."""
+    before = len(re.findall(event, r.run_log(), re.M))
+    r.signal(signal.SIGHUP)
+    return r.wait_log(r"^.*" + event + r".*$", count=before + 1)[-1]
+
+
+def test_sighup_reloads_keys(relay, tmp_path, tables):
+    """SIGHUP reads the key files again: a key replaced at the same path
+    signs the next message. A reload that finds the key world-readable
+    fails naming the file, and the daemon goes on with the key it has."""
+    key = tables["key1_file"]
+    key_a = tables["key1"]
+    r = relay(*tables["lines"])
+    first = send_stored(r, "news@domain1.tld")
+    assert verify_one(first, 0, DOMAIN1, key_a)
+
+    new = tmp_path / "newkey"
+    new.mkdir()
+    genkey(new, "domain1.tld", "rsa")
+    key_b = txt_of(new / "mail.txt").encode()
+    assert key_b != key_a
+    os.replace(new / "mail.private", key)
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    sighup(r, r" info - reloaded config=")
+    second = send_stored(r, "news@domain1.tld")
+    assert verify_one(second, 0, DOMAIN1, key_b)
+    assert not verify_one(second, 0, DOMAIN1, key_a)
+
+    os.chmod(key, 0o644)
+    line = sighup(r, r" error - reload-failed ")
+    assert line.endswith(' error - reload-failed reason="%s: readable by '
+                         'everyone (mode 0644); chmod o-r"' % key), line
+    assert r.running()
+    third = send_stored(r, "news@domain1.tld")
+    assert signatures(third) == [(b"rsa-sha256", b"domain1.tld", b"mail")]
+    assert verify_one(third, 0, DOMAIN1, key_b)
+    assert not verify_one(third, 0, DOMAIN1, key_a)
+    assert r.run_log().count("reloaded config=") == 1
 
 
 @pytest.mark.parametrize("action,code", [("accept", 250), ("defer", 451),
