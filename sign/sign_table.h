@@ -12,9 +12,8 @@
  * never match, though tables written for refile: use it), "user@.parent"
  * for each parent domain from the nearest, ".parent" likewise, "user@*",
  * and "*"; any other pattern with a '*' is refused at load, since it
- * could never match. A NAME of
- * just "%" stands for the From domain; SIGNER (the i= value) may hold
- * "%" for the From domain as well.
+ * could never match. A NAME of just "%" stands for the From domain;
+ * SIGNER (the i= value) may hold "%" for the From domain as well.
  *
  * '#' starts a comment; blank lines are ignored. Matching is ASCII
  * case-insensitive. Errors read "PATH:LINE: reason".
