@@ -141,6 +141,27 @@ def wax_verify(signed, args):
                           capture_output=True)
 
 
+def test_dkimpy_length_and_sha1_are_not_passed(keys):
+    """What dkimpy signs with a body length (l=) or with rsa-sha1 does
+    not pass `waxseal verify`: l= is a permerror (content appended after
+    the signed length would pass too), rsa-sha1 a fail (RFC 8301); the
+    same key and message without them pass."""
+    m = MSG.replace(b"\n", b"\r\n")
+    args = ["--key", f"example.com:rsa:{keys}/rsa.txt"]
+    key = dkimpy_key(keys, "rsa")
+    for opts, want in (({}, "pass"),
+                       ({"length": True}, "permerror (l= not supported)"),
+                       ({"signature_algorithm": b"rsa-sha1"},
+                        "fail (rsa-sha1 unsupported, RFC 8301)")):
+        sig = dkim.sign(m, b"rsa", b"example.com", key,
+                        include_headers=[b"from", b"subject"], **opts)
+        assert bool(re.search(rb"[\s;]l=\d", sig)) == ("length" in opts)
+        p = wax_verify(sig + m, args)
+        assert p.stdout.decode().startswith(
+            "dkim=%s header.d=example.com header.s=rsa" % want), p.stdout
+        assert p.returncode == (0 if want == "pass" else 1)
+
+
 @pytest.mark.parametrize("canon", CANONS)
 @pytest.mark.parametrize("sel", ["rsa", "ed"])
 def test_dkimpy_signs_waxseal_verifies(keys, canon, sel):
