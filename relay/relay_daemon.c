@@ -542,7 +542,8 @@ static int relay_daemon_start(struct relay_daemon *d, struct relay_gen *g)
 				"threads\"");
 		return 1;
 	}
-	relay_info(NULL, "sign-pool threads=%d", sign_pool_threads(d->pool));
+	relay_info(NULL, "sign-pool threads=%d sign_threads=%lld",
+		   sign_pool_threads(d->pool), (long long)c->sign_threads);
 	uv_timer_init(&d->loop, &d->commit_timer);
 	uv_poll_init(&d->loop, &d->pool_poll[0], sign_pool_fd(d->pool));
 	d->pool_poll[0].data = d;

@@ -160,7 +160,8 @@ static bool table_plain_pattern_ok(const char *pat)
 	if (len == 1)
 		return true;
 	if (star == pat)
-		return pat[1] == '@' && pat[2] != '\0';
+		return pat[1] == '@' && pat[2] != '\0' && pat[2] != '.' &&
+		       !strchr(pat + 2, '@');
 	return star == pat + len - 1 && len >= 3 && pat[len - 2] == '@';
 }
 
@@ -182,7 +183,9 @@ static int table_sig_line(struct sign_table *t, char **w, int n, int line,
 		snprintf(err, errlen,
 			 "%s:%d: %.128s: '*' in a plain SigningTable matches "
 			 "only as *, *@domain or user@*; name the file "
-			 "refile:%s for wildcard patterns",
+			 "refile:%s for wildcard patterns (there every line "
+			 "is a whole-address pattern: *@example.com, not "
+			 "example.com)",
 			 name, line, w[0], name);
 		return -EINVAL;
 	}

@@ -19,7 +19,8 @@ def test_sign_threads_default_is_cpu_count(relay):
     """sign_threads = 0 (the default) starts one worker per online CPU,
     and the start log says how many."""
     r = relay("sign_threads = 0")
-    assert "sign-pool threads=%d" % os.cpu_count() in r.run_log()
+    assert "sign-pool threads=%d sign_threads=0" % os.cpu_count() \
+        in r.run_log()
     r.stop()
     r = relay("sign_threads = 3", name="three")
-    assert "sign-pool threads=3" in r.run_log()
+    assert "sign-pool threads=3 sign_threads=3" in r.run_log()

@@ -26,10 +26,12 @@ static int ktype = SIGN_KEY_ED25519; /* of the next load_table */
 static unsigned kbits;		     /* for rsa */
 static char **sign_hdrs = hdrs_default;
 static size_t nsign_hdrs = 4;
-static char *over[] = {"From", "List-Unsubscribe"};
+static char *over_default[] = {"From", "List-Unsubscribe"};
+static char **over = over_default;
+static size_t nover = 2;
 
 /*
- * load_table - an ed25519 key for every domain; sigtext is the refile:
+ * load_table - a key of type ktype for every domain; sigtext is the refile:
  * SigningTable; action for unsigned mail.
  */
 static void load_table(int action, bool withtables, const char *sigtext)
@@ -74,7 +76,7 @@ static void load_table(int action, bool withtables, const char *sigtext)
 	c.dkim_sign_headers.v = sign_hdrs;
 	c.dkim_sign_headers.n = nsign_hdrs;
 	c.dkim_oversign_headers.v = over;
-	c.dkim_oversign_headers.n = 2;
+	c.dkim_oversign_headers.n = nover;
 	c.dkim_unsigned_action = action;
 	c.dkim_signature_ttl = 3600 * 1000;
 	cr_assert_eq(sign_keys_load(&keys, &c, err, sizeof(err)), 0, "%s", err);
@@ -352,12 +354,28 @@ Test(sign_msg, folded_under_78_rsa4096_all_headers, .fini = done)
 			      "Content-Type",
 			      "Content-Transfer-Encoding",
 			      "List-Unsubscribe-Post"};
+	static char *over3[] = {"From", "List-Unsubscribe",
+				"List-Unsubscribe-Post"};
 	static const char hdr[] =
-	    "From: a@example.com\r\nTo: b@example.net\r\n"
+	    "From: a@example.com\r\nReply-To: r@example.com\r\n"
 	    "Subject: s\r\nDate: Fri, 4 Dec 2026 21:00:00 +0000\r\n"
+	    "To: b@example.net\r\nCc: c@example.net\r\n"
+	    "Resent-Date: Fri, 4 Dec 2026 21:01:00 +0000\r\n"
+	    "Resent-From: d@example.com\r\n"
+	    "Resent-Sender: e@example.com\r\n"
+	    "Resent-To: f@example.net\r\nResent-Cc: g@example.net\r\n"
+	    "In-Reply-To: <0@example.com>\r\n"
+	    "References: <0@example.com>\r\n"
+	    "List-Id: <news.example.com>\r\n"
+	    "List-Help: <mailto:help@example.com>\r\n"
+	    "List-Unsubscribe: <https://example.com/u>\r\n"
+	    "List-Subscribe: <https://example.com/s>\r\n"
+	    "List-Post: NO\r\n"
+	    "List-Owner: <mailto:owner@example.com>\r\n"
+	    "List-Archive: <https://example.com/a>\r\n"
 	    "Message-ID: <1@example.com>\r\nMIME-Version: 1.0\r\n"
 	    "Content-Type: text/plain\r\n"
-	    "List-Unsubscribe: <https://example.com/u>\r\n"
+	    "Content-Transfer-Encoding: 7bit\r\n"
 	    "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n";
 	char *sig = NULL, why[200], dom[200], *line, *save, *copy;
 	int lines = 0;
@@ -366,6 +384,8 @@ Test(sign_msg, folded_under_78_rsa4096_all_headers, .fini = done)
 	kbits = 4096;
 	sign_hdrs = all;
 	nsign_hdrs = sizeof(all) / sizeof(all[0]);
+	over = over3;
+	nover = 3;
 	/* Criterion runs each test in its own process: no reset needed. */
 	load(CONF_UNSIGNED_ACCEPT, true);
 
@@ -381,8 +401,15 @@ Test(sign_msg, folded_under_78_rsa4096_all_headers, .fini = done)
 		cr_assert_lt(len - 1, 78, "line too long: %s", line);
 		lines++;
 	}
-	/* A 4096-bit b= alone is 684 base64 characters. */
-	cr_assert_gt(lines, 10, "%s", sig);
+	/* h= names all 25 and the 3 oversigned again (326 characters); a
+	 * 4096-bit b= alone is 684 base64 characters. */
+	cr_assert_gt(lines, 15, "%s", sig);
+	{
+		char h[1024];
+
+		h_value(sig, h);
+		cr_assert_eq(strlen(h), 326, "%s", h);
+	}
 	free(copy);
 	free(sig);
 }

@@ -143,6 +143,8 @@ Test(sign_table, errors_name_file_and_line)
 	bad(false, "*@*.example.com k\n", "tab:1:");
 	bad(false, "*@ k\n", "tab:1:");
 	bad(false, "@* k\n", "tab:1:");
+	bad(false, "*@.example.com k\n", "tab:1:");
+	bad(false, "*@a@example.com k\n", "tab:1:");
 	bad(false, "joe@* k\n* k\njoe@x* k\n", "tab:3:");
 }
 
@@ -163,7 +165,7 @@ Test(sign_table, plain_table_takes_star_at_domain)
 	struct sign_table t;
 	size_t idx[4];
 
-	/* The verbatim lines work in a plain table too. */
+	/* OpenDKIM's example lines work in a plain table too. */
 	load(&t, resign, false);
 	cr_assert_eq(sign_table_lookup(&t, "a@domain1.tld", idx, 4), 2);
 	cr_assert_eq(idx[0], 0);
