@@ -373,15 +373,6 @@ static void relay_daemon_restart_only(const struct conf *old,
 			   names);
 }
 
-/* relay_daemon_threads - the sign_threads c asks for, 0 resolved. */
-static int relay_daemon_threads(const struct conf *c)
-{
-	long n = c->sign_threads > 0 ? (long)c->sign_threads
-				     : sysconf(_SC_NPROCESSORS_ONLN);
-
-	return n > 0 ? (int)n : 1;
-}
-
 /*
  * relay_daemon_pool_resize - a reload changed sign_threads: new messages
  * go to a new pool of that size, and the running one is freed when its
@@ -390,7 +381,7 @@ static int relay_daemon_threads(const struct conf *c)
 static void relay_daemon_pool_resize(struct relay_daemon *d,
 				     const struct conf *c)
 {
-	int n = relay_daemon_threads(c), other = 1 - d->pool_slot;
+	int n = sign_pool_size((int)c->sign_threads), other = 1 - d->pool_slot;
 	struct sign_pool *np;
 
 	if (n == sign_pool_threads(d->pool))

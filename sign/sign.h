@@ -89,6 +89,9 @@ void sign_job_free(struct sign_job *job);
 
 typedef void (*sign_done_cb)(void *arg, struct sign_job *job, int res);
 
+/* sign_pool_size - the workers sign_pool_new(threads) starts. */
+int sign_pool_size(int threads);
+
 /*
  * sign_pool_new - threads workers (0: number of CPUs). sign_pool_fd() is
  * an eventfd that becomes readable when finished jobs wait; the loop polls

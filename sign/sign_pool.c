@@ -142,17 +142,24 @@ static void *pool_worker_main(void *arg)
 	return NULL;
 }
 
+/* sign_pool_size - threads, or the number of online CPUs for 0. */
+int sign_pool_size(int threads)
+{
+	long n;
+
+	if (threads > 0)
+		return threads;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (int)n : 1;
+}
+
 /* sign_pool_new - start threads workers. */
 struct sign_pool *sign_pool_new(int threads)
 {
 	struct sign_pool *p;
 	int i;
 
-	if (threads <= 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-		threads = n > 0 ? (int)n : 1;
-	}
+	threads = sign_pool_size(threads);
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
